@@ -1,0 +1,55 @@
+# Turnout: `make run` starts the proxy on its embedded default configuration,
+# `make test` installs everything the suite needs and runs it, `make bench`
+# runs the load benchmarks.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Debian packages the test suite and benchmarks start themselves.
+DEB_PACKAGES := wrk nginx-light haproxy
+DEB_BINARIES := wrk nginx haproxy
+
+.PHONY: run test bench lint deps-debian clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Stamp files: reinstall only when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(BIN)/turnout run
+
+# Installs the Debian packages when running as root and one of them is missing;
+# as another user it leaves them to you (tests that need them then skip, or fail in CI).
+deps-debian:
+	@missing=""; for b in $(DEB_BINARIES); do command -v $$b >/dev/null 2>&1 || PATH="$$PATH:/usr/sbin" command -v $$b >/dev/null 2>&1 || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing Debian packages for:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PACKAGES) >/dev/null; \
+		else \
+			echo "not root: install these Debian packages yourself: $(DEB_PACKAGES)"; \
+		fi; \
+	fi
+
+test: $(VENV)/.installed-test deps-debian
+	$(BIN)/ruff check .
+	PATH="$$PATH:/usr/sbin" $(BIN)/python -m pytest -q
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: $(VENV)/.installed deps-debian
+	PATH="$$PATH:/usr/sbin" $(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info

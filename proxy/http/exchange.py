@@ -1,0 +1,410 @@
+"""One request's journey: its parsed head, the head forwarded upstream, the response framing.
+
+An ``Exchange`` is created when the first byte of a request arrives and lives
+until its response is written. It is also what the router matcher reads (it
+satisfies ``proxy.rules.RequestView``), so routing needs no copy of the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import TYPE_CHECKING
+from urllib.parse import unquote_to_bytes
+
+from proxy.http.errors import BadGateway, GatewayTimeout, HttpError
+from proxy.http.headers import CRLF, LAST_CHUNK, STATUS_LINES, chunk_size_line
+from proxy.http.resolver import ResolveError
+
+if TYPE_CHECKING:
+    from proxy.http.server import HttpConnection
+    from proxy.http.upstream import ServerPool, UpstreamConnection
+    from proxy.runtime.snapshot import RouteTarget, Snapshot
+
+# How the response body is framed towards the client.
+FRAME_NONE = 0  # no body (HEAD, 204, 304)
+FRAME_LENGTH = 1  # Content-Length passed on
+FRAME_CHUNKED = 2  # re-chunked (backend chunked, or close-delimited, to an HTTP/1.1 client)
+FRAME_CLOSE = 3  # delimited by closing (HTTP/1.0 client without a known length)
+
+# Methods whose request may be replayed on a fresh connection (RFC 9110 9.2.2).
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+# Request bodies that arrive before the upstream connection is ready are held
+# up to this size; past it the client is paused until the dial completes.
+PENDING_BODY_LIMIT = 64 * 1024
+
+
+class Exchange:
+    __slots__ = (
+        "chunked",
+        "client_ip",
+        "conn",
+        "connection_tokens",
+        "content_length",
+        "expect_continue",
+        "fields",
+        "framing",
+        "head_done",
+        "host",
+        "host_header",
+        "is_head",
+        "keep_alive",
+        "method",
+        "path",
+        "pending",
+        "pending_size",
+        "raw_query",
+        "request_done",
+        "response_close_delimited",
+        "response_state",
+        "retried",
+        "route",
+        "snapshot",
+        "target",
+        "upgrade",
+        "upstream",
+        "version",
+        "xforwarded",
+    )
+
+    def __init__(self, conn: HttpConnection, snapshot: Snapshot) -> None:
+        self.conn = conn
+        self.snapshot = snapshot
+        self.client_ip = conn.client_ip
+        # Request head, filled by the parser callbacks
+        self.method = ""
+        self.target = b""
+        self.version = "1.1"
+        self.fields: list[tuple[bytes, bytes, bytes]] = []  # (lower name, name, value)
+        self.host_header: bytes | None = None
+        self.host = ""
+        self.path = ""
+        self.raw_query = ""
+        self.chunked = False
+        self.content_length: int | None = None
+        self.keep_alive = True
+        self.upgrade: bytes | None = None
+        self.connection_tokens: set[bytes] | None = None
+        self.expect_continue = False
+        self.xforwarded: set[bytes] | None = None
+        self.is_head = False
+        # Progress
+        self.head_done = False
+        self.request_done = False
+        self.route: RouteTarget | None = None
+        self.upstream: UpstreamConnection | None = None
+        self.pending: list[bytes] | None = None
+        self.pending_size = 0
+        self.retried = False
+        self.response_state = 0  # 0 nothing sent, 1 head sent, 2 complete
+        self.framing = FRAME_NONE
+        self.response_close_delimited = False
+
+    # -- what the router matcher reads (proxy.rules.RequestView) ----------
+
+    def header(self, name: str) -> list[str]:
+        key = name.encode("latin-1")
+        # UTF-8 as rule values are; surrogateescape keeps any other byte distinct.
+        return [
+            value.decode("utf-8", "surrogateescape")
+            for lname, _, value in self.fields
+            if lname == key
+        ]
+
+    # -- request head -----------------------------------------------------
+
+    def finish_head(self) -> None:
+        """Derive routing fields from the raw target and Host (called once per request)."""
+        target = self.target
+        if target[:1] == b"/":
+            path, _, query = target.partition(b"?")
+        elif target == b"*" and self.method == "OPTIONS":
+            path, query = b"*", b""
+        else:
+            path, query = self._absolute_form(target)
+        if b"%" in path:
+            path = unquote_to_bytes(path)
+        self.path = path.decode("utf-8", "surrogateescape")
+        self.raw_query = query.decode("utf-8", "surrogateescape")
+        host = self.host_header
+        if host is not None:
+            if not _VALID_HOST(host):
+                raise BadRequestTarget(f"invalid Host {host[:64]!r}")
+            self.host = _routing_host(host)
+        self.is_head = self.method == "HEAD"
+
+    def _absolute_form(self, target: bytes) -> tuple[bytes, bytes]:
+        # RFC 9112 3.2.2: an absolute-form target's authority replaces Host.
+        scheme, sep, rest = target.partition(b"://")
+        if not sep or scheme.lower() not in (b"http", b"https") or not rest:
+            raise BadRequestTarget(f"invalid request target {target[:64]!r}")
+        authority, slash, path_query = rest.partition(b"/")
+        if not authority or b"@" in authority:
+            raise BadRequestTarget("invalid authority in request target")
+        self.host_header = authority
+        self.fields = [f for f in self.fields if f[0] != b"host"]
+        self.target = slash + path_query if slash else b"/"
+        path, _, query = self.target.partition(b"?")
+        return path, query
+
+    def replayable(self) -> bool:
+        return (
+            not self.retried
+            and self.method in IDEMPOTENT
+            and self.content_length is None
+            and not self.chunked
+            and self.response_state == 0
+        )
+
+    # -- request body -----------------------------------------------------
+
+    def body(self, data: bytes) -> None:
+        if self.chunked:
+            self.send(chunk_size_line(len(data)))
+            self.send(data)
+            self.send(CRLF)
+        else:
+            self.send(data)
+
+    def body_done(self) -> None:
+        if self.chunked:
+            self.send(LAST_CHUNK)
+        self.request_done = True
+        if self.upstream is not None and self.response_state == 0:
+            self.conn.await_response(self)
+
+    def send(self, data: bytes) -> None:
+        upstream = self.upstream
+        if upstream is not None:
+            transport = upstream.transport
+            if transport is not None:
+                transport.write(data)
+            return
+        if self.pending is None:
+            self.pending = [data]
+        else:
+            self.pending.append(data)
+        self.pending_size += len(data)
+        if self.pending_size > PENDING_BODY_LIMIT:
+            self.conn.pause_reading_for(self.conn.PAUSE_PENDING)
+
+    # -- upstream side ----------------------------------------------------
+
+    def forward(self, pool: ServerPool, head: bytes) -> None:
+        """Send this request to pool's server on an idle connection, or dial one."""
+        parts = [head]
+        if self.pending:
+            parts.extend(self.pending)
+            self.pending = None
+            self.pending_size = 0
+            self.conn.resume_reading_for(self.conn.PAUSE_PENDING)
+        conn = pool.take_idle()
+        if conn is not None:
+            conn.start(self, parts)
+            if self.request_done:
+                self.conn.await_response(self)
+            return
+        task = asyncio.ensure_future(pool.dial())
+        task.add_done_callback(lambda done: self._dialed(done, parts))
+
+    def _dialed(self, task: asyncio.Future[UpstreamConnection], parts: list[bytes]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            if isinstance(error, TimeoutError):
+                failure: HttpError = GatewayTimeout("dial timeout")
+            elif isinstance(error, ResolveError):
+                failure = BadGateway(str(error))
+            else:
+                failure = BadGateway(f"dial failed: {error}")
+            if self.conn.transport is not None:
+                self.upstream_failed(failure, None)
+            return
+        conn = task.result()
+        if self.conn.transport is None or self.response_state == 2:
+            # The client left while we dialled: keep the fresh connection for others.
+            conn.pool.release(conn, self.conn.clock.now)
+            return
+        if self.pending:
+            parts.extend(self.pending)
+            self.pending = None
+            self.pending_size = 0
+            self.conn.resume_reading_for(self.conn.PAUSE_PENDING)
+        conn.start(self, parts)
+        if self.request_done:
+            self.conn.await_response(self)
+
+    def retry_fresh(self, pool: ServerPool) -> None:
+        self.retried = True
+        self.upstream = None
+        service = self.route.service if self.route is not None else None
+        if service is None:
+            self.upstream_failed(BadGateway("backend closed the connection"), None)
+            return
+        service.serve(self)
+
+    def upstream_failed(self, error: HttpError, upstream: UpstreamConnection | None) -> None:
+        self.upstream = None
+        self.conn.exchange_failed(self, error)
+
+    def interim_response(self, head: bytes) -> None:
+        if self.expect_continue and self.version == "1.1":
+            self.conn.write(head)
+
+    def response_head(self, upstream: UpstreamConnection, status: int, parts: list[bytes]) -> None:
+        conn = self.conn
+        self.response_state = 1
+        head = [STATUS_LINES[status]]
+        head.extend(parts)
+        if self.is_head or status in (204, 304):
+            self.framing = FRAME_NONE
+            if upstream.content_length is not None:
+                head.append(b"Content-Length: " + upstream.content_length + CRLF)
+        elif upstream.content_length is not None and not upstream.chunked:
+            self.framing = FRAME_LENGTH
+            head.append(b"Content-Length: " + upstream.content_length + CRLF)
+        else:
+            self.response_close_delimited = not upstream.chunked
+            if self.version == "1.1":
+                self.framing = FRAME_CHUNKED
+                head.append(b"Transfer-Encoding: chunked\r\n")
+            else:
+                self.framing = FRAME_CLOSE
+                self.keep_alive = False
+        if not self.request_done or self.upgrade is not None:
+            # An upgrade the backend declined leaves the client parser in
+            # upgrade mode; and when the backend answered before the request
+            # body ended, the rest of the body can't be told apart from a next
+            # request: either way both sides close.
+            self.keep_alive = False
+        if not self.keep_alive or conn.closing:
+            head.append(b"Connection: close\r\n\r\n")
+        elif self.version == "1.0":
+            head.append(b"Connection: keep-alive\r\n\r\n")
+        else:
+            head.append(CRLF)
+        conn.response_started(self)
+        conn.write(b"".join(head))
+
+    def response_body(self, data: bytes) -> None:
+        if self.framing == FRAME_CHUNKED:
+            conn = self.conn
+            conn.write(chunk_size_line(len(data)))
+            conn.write(data)
+            conn.write(CRLF)
+        elif self.framing != FRAME_NONE:
+            self.conn.write(data)
+
+    def response_finished(self, upstream: UpstreamConnection, reusable: bool) -> None:
+        if self.framing == FRAME_CHUNKED:
+            self.conn.write(LAST_CHUNK)
+        self.response_state = 2
+        self.upstream = None
+        conn = self.conn
+        if reusable and self.request_done and not self.response_close_delimited:
+            upstream.pool.release(upstream, conn.clock.now)
+            if conn.writing_paused and upstream.transport is not None:
+                upstream.transport.resume_reading()
+        else:
+            upstream.close()
+        conn.exchange_done(self, close=not self.keep_alive or self.framing == FRAME_CLOSE)
+
+    def response_aborted(self) -> None:
+        """The backend died mid-response: the client must see a truncated message."""
+        self.upstream = None
+        self.response_state = 2
+        self.conn.abort()
+
+    def upgraded(self, upstream: UpstreamConnection, head: bytes, rest: bytes) -> None:
+        self.response_state = 2
+        self.conn.start_tunnel(self, upstream, head, rest)
+
+
+class BadRequestTarget(HttpError):
+    status = 400
+
+
+# RFC 3986 authority without userinfo: reg-name, IPv4 or [IPv6], optional port.
+# Commas, spaces, '@' and '/' are refused: two hosts or a path in Host are how
+# requests get routed on one host and served on another.
+_VALID_HOST = re.compile(
+    rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+;=%-]+)(?::[0-9]{0,5})?"
+).fullmatch
+
+
+def _routing_host(host: bytes) -> str:
+    """Host as the Host matcher compares it: lower-cased, without port or IPv6 brackets."""
+    text = host.decode("latin-1").lower()
+    if text.startswith("["):
+        end = text.find("]")
+        return text[1:end] if end > 0 else text
+    colon = text.rfind(":")
+    if colon >= 0:
+        return text[:colon]
+    return text
+
+
+def forward_head(ex: Exchange, server_host: bytes, pass_host_header: bool) -> bytes:
+    """The request head sent upstream: origin-form, HTTP/1.1, our own framing and X-Forwarded-*.
+
+    Hop-by-hop headers were dropped while parsing; what is left is copied as it
+    arrived. Traefik's forwardedheaders rules: from an untrusted client every
+    X-Forwarded-* header was dropped, so all are set here; from a trusted one
+    only the missing ones are set and X-Forwarded-For is appended to.
+    """
+    conn = ex.conn
+    # Go's transport sends the server's host:port when the request has no Host.
+    host = ex.host_header if pass_host_header and ex.host_header is not None else server_host
+    parts = [ex.method.encode("latin-1"), b" ", ex.target, b" HTTP/1.1\r\n"]
+    parts.append(b"Host: " + host + CRLF)
+    for lname, name, value in ex.fields:
+        if lname != b"host":
+            parts.append(name + b": " + value + CRLF)
+    if ex.chunked:
+        parts.append(b"Transfer-Encoding: chunked\r\n")
+    elif ex.content_length is not None:
+        parts.append(b"Content-Length: %d\r\n" % ex.content_length)
+    if ex.upgrade is not None:
+        parts.append(b"Connection: Upgrade\r\nUpgrade: " + ex.upgrade + CRLF)
+    seen = ex.xforwarded
+    client = conn.client_ip_bytes
+    if seen is None:
+        parts.append(b"X-Forwarded-For: " + client + CRLF)
+        parts.append(conn.forwarded_constant)  # X-Real-Ip, X-Forwarded-Server
+        parts.append(b"X-Forwarded-Proto: ws\r\n" if ex.upgrade else conn.forwarded_proto)
+        if ex.host_header:
+            parts.append(b"X-Forwarded-Host: " + ex.host_header + CRLF)
+        parts.append(b"X-Forwarded-Port: " + _forwarded_port(ex) + CRLF)
+    else:
+        prior = [value for lname, _, value in ex.fields if lname == b"x-forwarded-for"]
+        if prior:
+            # Drop the copied header: the appended one replaces it.
+            parts = [p for p in parts if not p.lower().startswith(b"x-forwarded-for:")]
+            parts.append(b"X-Forwarded-For: " + b", ".join([*prior, client]) + CRLF)
+        else:
+            parts.append(b"X-Forwarded-For: " + client + CRLF)
+        if b"x-real-ip" not in seen:
+            parts.append(b"X-Real-Ip: " + client + CRLF)
+        if b"x-forwarded-proto" not in seen:
+            parts.append(b"X-Forwarded-Proto: ws\r\n" if ex.upgrade else conn.forwarded_proto)
+        if b"x-forwarded-host" not in seen and ex.host_header:
+            parts.append(b"X-Forwarded-Host: " + ex.host_header + CRLF)
+        if b"x-forwarded-port" not in seen:
+            parts.append(b"X-Forwarded-Port: " + _forwarded_port(ex) + CRLF)
+        parts.append(conn.forwarded_server)
+    parts.append(CRLF)
+    return b"".join(parts)
+
+
+def _forwarded_port(ex: Exchange) -> bytes:
+    # Traefik: the port of the Host header, else the scheme's default port.
+    host = ex.host_header
+    if host:
+        colon = host.rfind(b":")
+        if colon >= 0 and host.rfind(b"]") < colon:
+            port = host[colon + 1 :]
+            if port:
+                return port
+    return ex.conn.default_port

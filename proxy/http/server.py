@@ -1,0 +1,582 @@
+"""Client side: the asyncio Protocol that serves one downstream HTTP/1.x connection.
+
+Theory of operation
+-------------------
+httptools parses the byte stream and calls back into this object. Each request
+becomes an ``Exchange`` when its first byte arrives. When its head is complete
+the exchange is routed on the snapshot that was live when it began, and sent
+upstream at once: request bodies are streamed as they arrive, never collected.
+
+Requests are answered strictly in order. ``active`` is the exchange whose
+response is being written; a pipelined request whose head completes while one
+is active waits in ``queue`` and reading pauses until it is its turn, so a
+pipelining client can make Turnout hold at most one read buffer.
+
+Reading pauses for several independent reasons (backend not draining, a queued
+request, a body held while dialling, an upgrade in progress): a bit mask keeps
+them apart so resuming one reason never resumes reading while another holds.
+
+Timeouts use one deadline per connection, checked by the entry point's sweeper
+a few times a second, so no timer is created or cancelled per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING
+
+import httptools
+
+from proxy.http.errors import (
+    BadRequest,
+    GatewayTimeout,
+    HeadersTooLarge,
+    HttpError,
+    NotImplementedCoding,
+    RequestTimeout,
+    UriTooLong,
+    error_response,
+)
+from proxy.http.exchange import Exchange
+from proxy.http.headers import CRLF, FORWARDED, HOP_BY_HOP
+
+if TYPE_CHECKING:
+    from proxy.http.upstream import UpstreamConnection
+    from proxy.runtime.entrypoint import Clock, EntryPoint
+
+log = logging.getLogger("turnout.http")
+
+# Deadline kinds
+D_NONE = 0
+D_IDLE = 1  # between requests: close quietly
+D_READ = 2  # reading a request: 408
+D_RESPONSE = 3  # waiting for the backend's response head: 504
+D_WRITE = 4  # writing the response: abort
+
+WRITE_HIGH = 64 * 1024
+WRITE_LOW = 16 * 1024
+# Joining small pieces into one write saves a syscall each (+20 % on small
+# responses, PERF-NOTES); past this size the copy costs more than it saves.
+JOIN_LIMIT = 32 * 1024
+MAX_TARGET = 8 * 1024
+
+_SPECIAL = HOP_BY_HOP | FORWARDED | {b"host", b"content-length", b"expect"}
+
+
+class HttpConnection(asyncio.Protocol):
+    PAUSE_UPSTREAM = 1
+    PAUSE_PIPELINE = 2
+    PAUSE_PENDING = 4
+    PAUSE_UPGRADE = 8
+
+    __slots__ = (
+        "active",
+        "client_ip",
+        "client_ip_bytes",
+        "clock",
+        "closing",
+        "deadline",
+        "deadline_kind",
+        "default_port",
+        "entrypoint",
+        "forwarded_constant",
+        "forwarded_proto",
+        "forwarded_server",
+        "head_bytes",
+        "head_size",
+        "out",
+        "out_size",
+        "parser",
+        "paused",
+        "queue",
+        "receiving",
+        "remote_address",
+        "transport",
+        "trusted",
+        "tunnel",
+        "tunnel_buffer",
+        "writing_paused",
+    )
+
+    def __init__(self, entrypoint: EntryPoint) -> None:
+        # Per-connection state
+        self.entrypoint = entrypoint
+        self.clock: Clock = entrypoint.clock
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.client_ip = ""
+        self.remote_address = ""
+        self.client_ip_bytes = b""
+        self.trusted = False
+        self.forwarded_constant = b""
+        self.forwarded_server = entrypoint.forwarded_server
+        self.forwarded_proto = b"X-Forwarded-Proto: http\r\n"
+        self.default_port = b"80"
+        self.paused = 0
+        self.writing_paused = False
+        self.closing = False
+        self.deadline = 0.0
+        self.deadline_kind = D_NONE
+        self.out: list[bytes] = []
+        self.out_size = 0
+        self.tunnel: UpstreamConnection | None = None
+        self.tunnel_buffer: list[bytes] = []
+        # Per-request state
+        self.receiving: Exchange | None = None
+        self.active: Exchange | None = None
+        self.queue: deque[Exchange | HttpError] = deque()
+        self.head_bytes = 0
+        self.head_size = 0
+
+    # -- asyncio.Protocol -------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
+        peer = transport.get_extra_info("peername")
+        ip = peer[0] if peer else ""
+        if "%" in ip:
+            ip = ip.split("%", 1)[0]
+        self.client_ip = ip
+        port = peer[1] if peer else 0
+        self.remote_address = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+        self.client_ip_bytes = ip.encode("latin-1")
+        entrypoint = self.entrypoint
+        self.trusted = entrypoint.is_trusted(ip)
+        self.forwarded_constant = (
+            b"X-Real-Ip: " + self.client_ip_bytes + CRLF + self.forwarded_server
+        )
+        entrypoint.connections.add(self)
+        if entrypoint.closing:
+            self.closing = True
+        self._set_deadline(D_READ, entrypoint.read_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.entrypoint.connections.discard(self)
+        self.deadline_kind = D_NONE
+        for exchange in (self.active, self.receiving):
+            if exchange is not None and exchange.upstream is not None:
+                upstream = exchange.upstream
+                exchange.upstream = None
+                upstream.exchange = None
+                upstream.close()
+            if exchange is not None:
+                exchange.response_state = 2
+        self.active = None
+        self.receiving = None
+        self.queue.clear()
+        self.out.clear()
+        if self.tunnel is not None:
+            tunnel = self.tunnel
+            self.tunnel = None
+            tunnel.exchange = None
+            tunnel.close()
+
+    def data_received(self, data: bytes) -> None:
+        tunnel = self.tunnel
+        if tunnel is not None:
+            if tunnel.transport is not None:
+                tunnel.transport.write(data)
+            return
+        if self.paused & self.PAUSE_UPGRADE:
+            # Bytes after an upgrade request, before the backend agreed: hold them.
+            self.tunnel_buffer.append(data)
+            return
+        receiving = self.receiving
+        if receiving is None or not receiving.head_done:
+            self.head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            offset = upgrade.args[0] if upgrade.args else len(data)
+            self._upgrade_requested(data[offset:])
+        except httptools.HttpParserError as exc:
+            cause = exc.__context__
+            error = cause if isinstance(cause, HttpError) else _parser_error(exc)
+            self._request_error(error)
+            return
+        except HttpError as exc:
+            self._request_error(exc)
+            return
+        receiving = self.receiving
+        if (
+            receiving is not None
+            and not receiving.head_done
+            and self.head_bytes > self.entrypoint.max_header_bytes
+        ):
+            self._request_error(HeadersTooLarge("request head too large"))
+
+    def eof_received(self) -> bool | None:
+        tunnel = self.tunnel
+        if tunnel is not None and tunnel.transport is not None and tunnel.transport.can_write_eof():
+            tunnel.transport.write_eof()
+            return True
+        return None
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+        for exchange in (self.active,):
+            if exchange is not None and exchange.upstream is not None:
+                transport = exchange.upstream.transport
+                if transport is not None:
+                    transport.pause_reading()
+        if self.tunnel is not None and self.tunnel.transport is not None:
+            self.tunnel.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        exchange = self.active
+        if exchange is not None and exchange.upstream is not None:
+            transport = exchange.upstream.transport
+            if transport is not None:
+                transport.resume_reading()
+        if self.tunnel is not None and self.tunnel.transport is not None:
+            self.tunnel.transport.resume_reading()
+
+    # -- reading control --------------------------------------------------
+
+    def pause_reading_for(self, reason: int) -> None:
+        if not self.paused and self.transport is not None:
+            self.transport.pause_reading()
+        self.paused |= reason
+
+    def resume_reading_for(self, reason: int) -> None:
+        if not self.paused & reason:
+            return
+        self.paused &= ~reason
+        if not self.paused and self.transport is not None:
+            self.transport.resume_reading()
+
+    # -- writing ----------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes for the client; flush() sends them in as few writes as possible."""
+        self.out.append(data)
+        self.out_size += len(data)
+        if self.out_size > JOIN_LIMIT:
+            self.flush()
+
+    def flush(self) -> None:
+        out = self.out
+        if not out:
+            return
+        transport = self.transport
+        if transport is not None:
+            if len(out) == 1:
+                transport.write(out[0])
+            elif self.out_size <= JOIN_LIMIT:
+                transport.write(b"".join(out))
+            else:
+                transport.writelines(out)
+        self.out = []
+        self.out_size = 0
+
+    def transport_write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def abort(self) -> None:
+        self.flush()
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- deadlines ----------------------------------------------------------
+
+    def _set_deadline(self, kind: int, timeout: float) -> None:
+        if timeout > 0:
+            self.deadline = self.clock.now + timeout
+            self.deadline_kind = kind
+        else:
+            self.deadline_kind = D_NONE
+
+    def check_deadline(self, now: float) -> None:
+        """Called by the sweeper; acts when this connection's deadline has passed."""
+        kind = self.deadline_kind
+        if kind == D_NONE or self.deadline > now:
+            return
+        self.deadline_kind = D_NONE
+        if kind == D_IDLE:
+            self._close()
+        elif kind == D_READ:
+            active = self.active or self.receiving
+            if active is not None and active.response_state != 0:
+                self.abort()
+            else:
+                self._answer_and_close(RequestTimeout("request not received in time"))
+        elif kind == D_RESPONSE:
+            active = self.active
+            if active is not None and active.response_state == 0:
+                upstream = active.upstream
+                if upstream is not None:
+                    active.upstream = None
+                    upstream.exchange = None
+                    upstream.close()
+                self.exchange_failed(active, GatewayTimeout("backend did not answer in time"))
+        else:
+            self.abort()
+
+    def await_response(self, exchange: Exchange) -> None:
+        if exchange is self.active and exchange.response_state == 0:
+            self._set_deadline(D_RESPONSE, exchange.route.response_timeout if exchange.route else 0)
+
+    def response_started(self, exchange: Exchange) -> None:
+        self._set_deadline(D_WRITE, self.entrypoint.write_timeout)
+
+    # -- httptools callbacks ------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.receiving = Exchange(self, self.entrypoint.snapshot)
+        self.head_size = 0
+        if self.active is None:
+            self._set_deadline(D_READ, self.entrypoint.read_timeout)
+
+    def on_url(self, url: bytes) -> None:
+        receiving = self.receiving
+        assert receiving is not None
+        receiving.target += url
+        if len(receiving.target) > MAX_TARGET:
+            raise UriTooLong("request target too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        receiving = self.receiving
+        assert receiving is not None
+        self.head_size += len(name) + len(value) + 4
+        lname = name.lower()
+        if lname in _SPECIAL:
+            self._special_header(receiving, lname, name, value)
+        else:
+            receiving.fields.append((lname, name, value))
+
+    def _special_header(self, ex: Exchange, lname: bytes, name: bytes, value: bytes) -> None:
+        if lname == b"host":
+            if ex.host_header is not None:
+                raise BadRequest("duplicate Host header")
+            ex.host_header = value
+            ex.fields.append((lname, name, value))
+        elif lname == b"content-length":
+            if ex.content_length is not None:
+                raise BadRequest("duplicate Content-Length")
+            if not value.isdigit() or len(value) > 18:
+                raise BadRequest("invalid Content-Length")
+            ex.content_length = int(value)
+        elif lname == b"transfer-encoding":
+            if ex.chunked:
+                raise BadRequest("duplicate Transfer-Encoding")
+            if value.strip().lower() != b"chunked":
+                if b"chunked" in value.lower():
+                    raise BadRequest("invalid Transfer-Encoding")
+                raise NotImplementedCoding("unsupported Transfer-Encoding")
+            ex.chunked = True
+        elif lname == b"connection":
+            for token in value.lower().split(b","):
+                token = token.strip()
+                if token == b"close":
+                    ex.keep_alive = False
+                elif token and token not in (b"keep-alive", b"upgrade"):
+                    # Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1).
+                    if ex.connection_tokens is None:
+                        ex.connection_tokens = set()
+                    ex.connection_tokens.add(token)
+        elif lname == b"upgrade":
+            ex.upgrade = value
+        elif lname == b"expect":
+            if value.lower() == b"100-continue":
+                ex.expect_continue = True
+            ex.fields.append((lname, name, value))
+        elif lname in FORWARDED:
+            if self.trusted:
+                if ex.xforwarded is None:
+                    ex.xforwarded = set()
+                ex.xforwarded.add(lname)
+                ex.fields.append((lname, name, value))
+        elif lname == b"te" and value.strip().lower() == b"trailers":
+            ex.fields.append((lname, name, value))
+        # Any other hop-by-hop header is dropped.
+
+    def on_headers_complete(self) -> None:
+        ex = self.receiving
+        assert ex is not None
+        if self.head_size > self.entrypoint.max_header_bytes:
+            raise HeadersTooLarge("request head too large")
+        parser = self.parser
+        ex.method = parser.get_method().decode("latin-1")
+        version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            raise BadRequest(f"unsupported HTTP version {version}")
+        ex.version = version
+        if version == "1.0":
+            ex.keep_alive = parser.should_keep_alive()
+            if ex.chunked:
+                raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
+        elif ex.host_header is None and ex.target[:1] == b"/":
+            raise BadRequest("missing Host header")
+        if ex.chunked and ex.content_length is not None:
+            raise BadRequest("both Content-Length and Transfer-Encoding")
+        if ex.connection_tokens is not None:
+            listed = ex.connection_tokens
+            ex.fields = [f for f in ex.fields if f[0] not in listed]
+            if ex.xforwarded is not None:
+                ex.xforwarded -= listed
+        if self.trusted and ex.xforwarded is None:
+            ex.xforwarded = set()
+        if ex.upgrade is not None and not parser.should_upgrade():
+            ex.upgrade = None
+        ex.finish_head()
+        ex.head_done = True
+        self.head_bytes = 0
+        if self.active is None:
+            self.active = ex
+            self._dispatch(ex)
+        else:
+            self.queue.append(ex)
+            self.pause_reading_for(self.PAUSE_PIPELINE)
+
+    def on_body(self, body: bytes) -> None:
+        receiving = self.receiving
+        if receiving is not None and receiving.response_state != 2:
+            receiving.body(body)
+
+    def on_message_complete(self) -> None:
+        ex = self.receiving
+        if ex is None:
+            return
+        self.receiving = None
+        if ex.response_state == 2:
+            return
+        ex.body_done()
+        if ex is self.active and ex.route is not None and ex.route.internal is not None:
+            ex.route.internal(ex)
+
+    # -- exchanges ------------------------------------------------------------
+
+    def _dispatch(self, ex: Exchange) -> None:
+        route = ex.snapshot.route(self.entrypoint.name, ex)
+        if route is None:
+            self.exchange_failed(ex, _NOT_FOUND)
+            return
+        ex.route = route
+        if route.internal is not None:
+            # Internal services answer once the request body has been read.
+            if ex.request_done:
+                route.internal(ex)
+            return
+        route.service.serve(ex)
+
+    def exchange_failed(self, ex: Exchange, error: HttpError) -> None:
+        if ex.response_state != 0:
+            self.abort()
+            return
+        ex.response_state = 2
+        close = error.close or not ex.keep_alive or not ex.request_done or self.closing
+        if error.status >= 500:
+            log.debug("%s %s -> %d: %s", ex.method, ex.target[:200], error.status, error)
+        self.write(error_response(error.status, close))
+        self.exchange_done(ex, close=close)
+
+    def respond(self, ex: Exchange, response: bytes, close: bool) -> None:
+        """Answer an exchange with complete response bytes (internal services)."""
+        ex.response_state = 2
+        self.write(response)
+        self.exchange_done(ex, close=close)
+
+    def exchange_done(self, ex: Exchange, close: bool) -> None:
+        self.flush()
+        if ex is not self.active:
+            return
+        self.active = None
+        if close or self.closing or (not ex.request_done and ex is self.receiving):
+            self._close()
+            return
+        if self.queue:
+            following = self.queue.popleft()
+            if not self.queue:
+                self.resume_reading_for(self.PAUSE_PIPELINE)
+            if isinstance(following, HttpError):
+                self._answer_and_close(following)
+                return
+            self.active = following
+            self._dispatch(following)
+            return
+        if self.receiving is None:
+            self._set_deadline(D_IDLE, self.entrypoint.idle_timeout)
+        else:
+            self._set_deadline(D_READ, self.entrypoint.read_timeout)
+
+    def _request_error(self, error: HttpError) -> None:
+        """A request could not be parsed: answer in turn, then close; read nothing more."""
+        self.pause_reading_for(self.PAUSE_PIPELINE)
+        receiving = self.receiving
+        self.receiving = None
+        if self.active is None or self.active is receiving:
+            active = self.active
+            if active is not None and active.response_state != 0:
+                self.abort()
+                return
+            if active is not None and active.upstream is not None:
+                upstream = active.upstream
+                active.upstream = None
+                upstream.exchange = None
+                upstream.close()
+            self.active = None
+            self._answer_and_close(error)
+        else:
+            self.queue.append(error)
+
+    def _answer_and_close(self, error: HttpError) -> None:
+        self.write(error_response(error.status, True))
+        self._close()
+
+    def _close(self) -> None:
+        self.flush()
+        if self.transport is not None:
+            self.transport.close()
+
+    def shutdown(self) -> None:
+        """Graceful stop: close now if idle, else after the response in flight."""
+        self.closing = True
+        if self.active is None and self.receiving is None and self.tunnel is None:
+            self._close()
+
+    # -- upgrades (WebSocket and friends) --------------------------------------
+
+    def _upgrade_requested(self, rest: bytes) -> None:
+        self.pause_reading_for(self.PAUSE_UPGRADE)
+        if rest:
+            self.tunnel_buffer.append(rest)
+
+    def start_tunnel(
+        self, ex: Exchange, upstream: UpstreamConnection, head: bytes, rest: bytes
+    ) -> None:
+        self.tunnel = upstream
+        self.active = None
+        self.deadline_kind = D_NONE
+        self.write(head)
+        if rest:
+            self.write(rest)
+        self.flush()
+        if self.tunnel_buffer and upstream.transport is not None:
+            upstream.transport.writelines(self.tunnel_buffer)
+        self.tunnel_buffer = []
+        self.paused = 0
+        if self.transport is not None:
+            self.transport.resume_reading()
+
+    def tunnel_closed(self) -> None:
+        self.tunnel = None
+        self._close()
+
+
+def _parser_error(exc: Exception) -> HttpError:
+    message = str(exc)
+    if "Invalid method" in message or isinstance(exc, httptools.HttpParserInvalidMethodError):
+        return BadRequest(message)
+    if "Transfer-Encoding" in message and "unknown" in message.lower():
+        return NotImplementedCoding(message)
+    return BadRequest(message)
+
+
+_NOT_FOUND = HttpError("no router matched", status=404)
+_NOT_FOUND.close = False

@@ -1,0 +1,352 @@
+"""Backend side: one Protocol per upstream connection and a keep-alive pool per server.
+
+Theory of operation
+-------------------
+A ``ServerPool`` owns the idle connections to one backend address. A request
+takes an idle connection (last in, first out: the warmest socket, and the
+oldest ones age out) or dials a new one. While an exchange owns a connection,
+``UpstreamConnection`` parses the response with httptools and writes it to the
+client transport itself: the response bytes go from one socket to the other
+without passing through any intermediate object.
+
+A connection goes back to the pool only when both the request and the response
+were complete and both sides allow keep-alive. A pooled connection that the
+backend closes is dropped from the pool in ``connection_lost``; one that
+receives bytes while idle is broken and closed. A request that was written to
+a reused connection which then died before any response byte arrived is retried
+once on a fresh connection when it has no body (Go's transport does the same),
+so a backend's keep-alive timeout racing a request never shows up as a 502.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl as ssl_module
+from typing import TYPE_CHECKING
+
+import httptools
+
+from proxy.http.errors import BadGateway, HttpError
+from proxy.http.headers import CRLF, HOP_BY_HOP, STATUS_LINES
+
+if TYPE_CHECKING:
+    from proxy.http.exchange import Exchange
+    from proxy.http.resolver import Resolver
+
+log = logging.getLogger("turnout.upstream")
+
+# Backpressure: above HIGH bytes queued towards a peer, the other side stops reading.
+WRITE_HIGH = 64 * 1024
+WRITE_LOW = 16 * 1024
+
+_NO_BODY_STATUS = frozenset({204, 304})
+_FRAMING_AND_HOP = HOP_BY_HOP | {b"content-length"}
+
+
+class ServerPool:
+    """Keep-alive connections to one backend server (scheme, host, port)."""
+
+    __slots__ = (
+        "address",
+        "connections",
+        "dial_timeout",
+        "host",
+        "idle",
+        "idle_timeout",
+        "loop",
+        "max_idle",
+        "port",
+        "resolver",
+        "server_hostname",
+        "ssl",
+    )
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        resolver: Resolver,
+        host: str,
+        port: int,
+        *,
+        max_idle: int = 200,
+        idle_timeout: float = 90.0,
+        dial_timeout: float = 30.0,
+        ssl: ssl_module.SSLContext | None = None,
+    ) -> None:
+        self.loop = loop
+        self.resolver = resolver
+        self.host = host
+        self.port = port
+        self.address = f"{host}:{port}"
+        self.max_idle = max_idle
+        self.idle_timeout = idle_timeout
+        self.dial_timeout = dial_timeout
+        self.ssl = ssl
+        self.server_hostname = host if ssl is not None else None
+        self.idle: list[UpstreamConnection] = []
+        self.connections: set[UpstreamConnection] = set()
+
+    def take_idle(self) -> UpstreamConnection | None:
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if conn.transport is not None:
+                return conn
+        return None
+
+    def release(self, conn: UpstreamConnection, now: float) -> None:
+        if conn.transport is None:
+            return
+        if len(self.idle) >= self.max_idle:
+            conn.close()
+            return
+        conn.idle_since = now
+        conn.reused = True
+        self.idle.append(conn)
+
+    async def dial(self) -> UpstreamConnection:
+        address = await self.resolver.resolve(self.host)
+        conn = UpstreamConnection(self)
+        timeout = self.dial_timeout if self.dial_timeout > 0 else None
+        async with asyncio.timeout(timeout):
+            await self.loop.create_connection(
+                lambda: conn,
+                address,
+                self.port,
+                ssl=self.ssl,
+                server_hostname=self.server_hostname,
+            )
+        return conn
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        self.connections.discard(conn)
+        if conn in self.idle:
+            self.idle.remove(conn)
+
+    def sweep(self, now: float) -> None:
+        """Close idle connections older than idle_timeout."""
+        if not self.idle or self.idle_timeout <= 0:
+            return
+        limit = now - self.idle_timeout
+        stale = [conn for conn in self.idle if conn.idle_since <= limit]
+        for conn in stale:
+            conn.close()
+
+    def close(self) -> None:
+        for conn in list(self.connections):
+            conn.close()
+        self.idle.clear()
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "chunked",
+        "close_after",
+        "content_length",
+        "exchange",
+        "head_parts",
+        "idle_since",
+        "parser",
+        "pool",
+        "reset_parser",
+        "response_started",
+        "reused",
+        "status",
+        "transport",
+        "upgrade_parts",
+        "upgraded",
+    )
+
+    def __init__(self, pool: ServerPool) -> None:
+        # Per-connection state
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.reused = False
+        self.idle_since = 0.0
+        self.upgraded = False
+        self.reset_parser = False
+        # Per-exchange state
+        self.exchange: Exchange | None = None
+        self.response_started = False
+        self.status = 0
+        self.head_parts: list[bytes] = []
+        self.upgrade_parts: list[bytes] = []
+        self.content_length: bytes | None = None
+        self.chunked = False
+        self.close_after = False
+
+    # -- asyncio.Protocol -------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
+        self.pool.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.pool.forget(self)
+        exchange = self.exchange
+        if exchange is None:
+            return
+        self.exchange = None
+        if self.upgraded:
+            exchange.conn.tunnel_closed()
+        elif self.status and not self.response_started:
+            exchange.upstream_failed(BadGateway("backend closed during response head"), self)
+        elif self.response_started:
+            if exchange.response_close_delimited:
+                # A body delimited by the backend closing ends here: it is complete.
+                exchange.response_finished(self, reusable=False)
+            else:
+                exchange.response_aborted()
+        elif self.reused and exchange.replayable():
+            exchange.retry_fresh(self.pool)
+        else:
+            exchange.upstream_failed(BadGateway("backend closed the connection"), self)
+
+    def data_received(self, data: bytes) -> None:
+        exchange = self.exchange
+        if exchange is None:
+            # Bytes on an idle connection: the backend is out of step; never reuse it.
+            self.close()
+            return
+        client = exchange.conn
+        if self.upgraded:
+            client.transport_write(data)
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            offset = upgrade.args[0] if upgrade.args else len(data)
+            self._start_tunnel(exchange, data[offset:])
+        except httptools.HttpParserError as exc:
+            self._fail(exchange, BadGateway(f"invalid response from backend: {exc}"))
+        except HttpError as exc:
+            self._fail(exchange, exc)
+        # Whatever this read produced for the client leaves now, in one write.
+        client.flush()
+        if self.reset_parser:
+            self.reset_parser = False
+            self.parser = httptools.HttpResponseParser(self)
+
+    def pause_writing(self) -> None:
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.conn.pause_reading_for(exchange.conn.PAUSE_UPSTREAM)
+
+    def resume_writing(self) -> None:
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.conn.resume_reading_for(exchange.conn.PAUSE_UPSTREAM)
+
+    # -- driving an exchange ----------------------------------------------
+
+    def start(self, exchange: Exchange, parts: list[bytes]) -> None:
+        """Take an exchange and send its head (and any body received so far)."""
+        self.exchange = exchange
+        self.response_started = False
+        self.status = 0
+        self.close_after = False
+        self.head_parts = []
+        exchange.upstream = self
+        transport = self.transport
+        assert transport is not None
+        if len(parts) == 1:
+            transport.write(parts[0])
+        else:
+            transport.write(b"".join(parts))
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+        self.pool.forget(self)
+
+    def _fail(self, exchange: Exchange, error: HttpError) -> None:
+        self.exchange = None
+        if self.transport is not None:
+            self.transport.abort()
+            self.transport = None
+        self.pool.forget(self)
+        if self.response_started:
+            exchange.response_aborted()
+        else:
+            exchange.upstream_failed(error, self)
+
+    # -- httptools callbacks ----------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.head_parts = []
+        self.upgrade_parts = []
+        self.content_length = None
+        self.chunked = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lname = name.lower()
+        if lname in _FRAMING_AND_HOP:
+            if lname == b"content-length":
+                self.content_length = value
+            elif lname == b"transfer-encoding":
+                self.chunked = True
+            elif lname == b"connection" or lname == b"upgrade":
+                # Kept aside: forwarded only with a 101 Switching Protocols.
+                self.upgrade_parts.append(name + b": " + value + CRLF)
+            return
+        self.head_parts.append(name + b": " + value + CRLF)
+
+    def on_headers_complete(self) -> None:
+        exchange = self.exchange
+        assert exchange is not None
+        parser = self.parser
+        status = parser.get_status_code()
+        self.status = status
+        if status < 100 or status > 599:
+            raise BadGateway(f"invalid status {status} from backend")
+        if not parser.should_keep_alive():
+            self.close_after = True
+        if status < 200:
+            if status == 101:
+                return  # finished in data_received when httptools signals the upgrade
+            exchange.interim_response(STATUS_LINES[status] + b"".join(self.head_parts) + CRLF)
+            return
+        self.response_started = True
+        exchange.response_head(self, status, self.head_parts)
+        if exchange.is_head or status in _NO_BODY_STATUS:
+            # httptools waits for a HEAD response's Content-Length body forever
+            # (httptools issue 47): the response ends with its head.
+            if exchange.is_head:
+                self.reset_parser = True
+            self._finish(exchange)
+
+    def on_body(self, body: bytes) -> None:
+        exchange = self.exchange
+        if exchange is None:
+            # Body bytes after a HEAD response: the backend does not know the
+            # framing it promised; the connection cannot be trusted again.
+            self.close_after = True
+            return
+        exchange.response_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.status < 200:
+            self.status = 0
+            return
+        exchange = self.exchange
+        if exchange is not None:
+            self._finish(exchange)
+
+    def _finish(self, exchange: Exchange) -> None:
+        self.exchange = None
+        exchange.response_finished(self, reusable=not self.close_after)
+
+    def _start_tunnel(self, exchange: Exchange, rest: bytes) -> None:
+        if self.status != 101:
+            self._fail(exchange, BadGateway("backend upgraded without 101"))
+            return
+        self.upgraded = True
+        self.response_started = True
+        self.pool.forget(self)
+        head = STATUS_LINES[101] + b"".join(self.head_parts) + b"".join(self.upgrade_parts) + CRLF
+        exchange.upgraded(self, head, rest)

@@ -1,0 +1,94 @@
+"""An entry point at run time: a listening socket, its settings, its live connections."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from typing import TYPE_CHECKING
+
+from proxy.config.static import EntryPoint as EntryPointConfig
+from proxy.config.static import parse_address
+from proxy.http.server import HttpConnection
+
+if TYPE_CHECKING:
+    from proxy.runtime.snapshot import Snapshot
+
+
+class Clock:
+    """A coarse clock, advanced by the sweeper: deadlines cost no system call per request."""
+
+    __slots__ = ("now",)
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+
+class EntryPoint:
+    def __init__(
+        self, name: str, config: EntryPointConfig, clock: Clock, snapshot: Snapshot
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.host, self.port, self.proto = parse_address(config.address)
+        timeouts = config.transport.responding_timeouts
+        self.read_timeout = float(timeouts.read_timeout)
+        self.write_timeout = float(timeouts.write_timeout)
+        self.idle_timeout = float(timeouts.idle_timeout)
+        life_cycle = config.transport.life_cycle
+        self.grace_timeout = float(life_cycle.grace_time_out)
+        self.accept_grace_timeout = float(life_cycle.request_accept_grace_timeout)
+        self.max_header_bytes = config.max_header_bytes
+        forwarded = config.forwarded_headers
+        self.insecure = forwarded.insecure
+        self.trusted_networks = [
+            ipaddress.ip_network(entry, strict=False) for entry in forwarded.trusted_ips
+        ]
+        self.forwarded_server = b"X-Forwarded-Server: " + socket.gethostname().encode() + b"\r\n"
+        self.clock = clock
+        self.snapshot = snapshot
+        self.connections: set[HttpConnection] = set()
+        self.closing = False
+        self.server: asyncio.Server | None = None
+        self._trust_cache: dict[str, bool] = {}
+
+    def is_trusted(self, ip: str) -> bool:
+        if self.insecure:
+            return True
+        if not self.trusted_networks:
+            return False
+        cached = self._trust_cache.get(ip)
+        if cached is None:
+            try:
+                address = ipaddress.ip_address(ip)
+                cached = any(address in network for network in self.trusted_networks)
+            except ValueError:
+                cached = False
+            if len(self._trust_cache) > 10_000:
+                self._trust_cache.clear()
+            self._trust_cache[ip] = cached
+        return cached
+
+    async def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        host = self.host or None  # ":8000" listens on every interface, as in Traefik
+        self.server = await loop.create_server(
+            lambda: HttpConnection(self),
+            host,
+            self.port,
+            reuse_address=True,
+            backlog=4096,
+        )
+
+    @property
+    def bound_port(self) -> int:
+        assert self.server is not None
+        return self.server.sockets[0].getsockname()[1]
+
+    def stop_accepting(self) -> None:
+        self.closing = True
+        if self.server is not None:
+            self.server.close()
+
+    def sweep(self, now: float) -> None:
+        for conn in list(self.connections):
+            conn.check_deadline(now)

@@ -1,0 +1,83 @@
+"""What of a static configuration Turnout reads but does not act on yet.
+
+Traefik files carry sections for features Turnout has not built (other
+providers, the API, metrics, TLS...). They decode, so the file loads as it is,
+but ignoring them silently would hide that, say, no Redis routes will ever
+appear: ``turnout run`` and ``turnout check`` print one warning per section.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from proxy.config.static import StaticConfig
+
+NOT_YET = "not supported by Turnout yet; ignored"
+
+
+def _set_fields(struct: msgspec.Struct) -> list[str]:
+    """Encoded names of the fields of struct that hold a value (not None)."""
+    names = []
+    for attr, encoded in zip(
+        struct.__struct_fields__, struct.__struct_encode_fields__, strict=True
+    ):
+        value = getattr(struct, attr)
+        if value is not None and value != {} and value != []:
+            names.append(encoded)
+    return names
+
+
+def ignored_static_keys(static: StaticConfig) -> list[str]:
+    keys: list[str] = []
+    for name in (
+        "api",
+        "metrics",
+        "ping",
+        "access_log",
+        "tracing",
+        "experimental",
+        "host_resolver",
+        "spiffe",
+        "ocsp",
+    ):
+        if getattr(static, name) is not None:
+            keys.append(_encoded(StaticConfig, name))
+    if static.certificates_resolvers:
+        keys.append("certificatesResolvers")
+    for provider in _set_fields(static.providers):
+        if provider not in ("file", "providersThrottleDuration", "precedence"):
+            keys.append(f"providers.{provider}")
+    file = static.providers.file
+    if file is not None and file.watch:
+        keys.append("providers.file.watch")
+    for name, entrypoint in static.entry_points.items():
+        prefix = f"entryPoints.{name}"
+        if entrypoint.proxy_protocol is not None:
+            keys.append(f"{prefix}.proxyProtocol")
+        if entrypoint.http3 is not None:
+            keys.append(f"{prefix}.http3")
+        http = entrypoint.http
+        if http.tls is not None:
+            keys.append(f"{prefix}.http.tls")
+        if http.redirections is not None:
+            keys.append(f"{prefix}.http.redirections")
+        if http.middlewares:
+            keys.append(f"{prefix}.http.middlewares")
+    return keys
+
+
+def _encoded(struct: type[msgspec.Struct], attr: str) -> str:
+    index = struct.__struct_fields__.index(attr)
+    return struct.__struct_encode_fields__[index]
+
+
+def static_warnings(static: StaticConfig, source: str) -> list[str]:
+    warnings = []
+    for key in ignored_static_keys(static):
+        if key == "providers.file.watch":
+            # Traefik's default is true, so say what happens instead of "ignored".
+            message = "watching is not supported by Turnout yet; send SIGHUP to reload"
+        else:
+            message = NOT_YET
+        warnings.append(f"{source}: {key}: {message}")
+    return warnings
