@@ -66,6 +66,15 @@ class EntryPointsTransport(ConfigStruct):
     # before answering 431. Traefik has no such transport key; 32 KiB sits
     # between nginx (8 KiB per line) and Go's 1 MiB.
     max_header_bytes: int = 32768
+    # Turnout-specific limits (HAProxy's tune.http.maxhdr is 101; nginx's
+    # large_client_header_buffers line size is 8 KiB): more headers -> 431,
+    # a longer request target -> 414.
+    max_header_count: int = 100
+    max_request_target_bytes: int = 8192
+    # Turnout-specific: client connections open at once on this entry point;
+    # past it new connections are reset at accept (existing ones keep working).
+    # 0: no limit.
+    max_connections: int = 10000
 
 
 class ProxyProtocol(ConfigStruct):

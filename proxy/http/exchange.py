@@ -123,6 +123,8 @@ class Exchange:
             path, query = b"*", b""
         else:
             path, query = self._absolute_form(target)
+        if b"#" in target:
+            raise BadRequestTarget("fragment in request target")
         if b"%" in path:
             path = unquote_to_bytes(path)
         self.path = path.decode("utf-8", "surrogateescape")
@@ -177,6 +179,10 @@ class Exchange:
     def send(self, data: bytes) -> None:
         upstream = self.upstream
         if upstream is not None:
+            conn = self.conn
+            if conn.feeding:
+                conn.batch_upstream(upstream, (data,))
+                return
             transport = upstream.transport
             if transport is not None:
                 transport.write(data)
@@ -224,8 +230,10 @@ class Exchange:
             return
         conn = task.result()
         if self.conn.transport is None or self.response_state == 2:
-            # The client left while we dialled: keep the fresh connection for others.
-            conn.pool.release(conn, self.conn.clock.now)
+            # The client left (or was answered) while we dialled. The connection
+            # is closed rather than pooled: a burst of abandoned requests must not
+            # leave a burst of idle sockets behind.
+            conn.close()
             return
         if self.pending:
             parts.extend(self.pending)
@@ -359,8 +367,11 @@ def forward_head(ex: Exchange, server_host: bytes, pass_host_header: bool) -> by
     host = ex.host_header if pass_host_header and ex.host_header is not None else server_host
     parts = [ex.method.encode("latin-1"), b" ", ex.target, b" HTTP/1.1\r\n"]
     parts.append(b"Host: " + host + CRLF)
+    seen = ex.xforwarded
+    # Headers Turnout sets itself; a trusted client's X-Forwarded-For is extended below.
+    skip = _SET_BY_PROXY if seen is not None else _HOST_ONLY
     for lname, name, value in ex.fields:
-        if lname != b"host":
+        if lname not in skip:
             parts.append(name + b": " + value + CRLF)
     if ex.chunked:
         parts.append(b"Transfer-Encoding: chunked\r\n")
@@ -368,7 +379,6 @@ def forward_head(ex: Exchange, server_host: bytes, pass_host_header: bool) -> by
         parts.append(b"Content-Length: %d\r\n" % ex.content_length)
     if ex.upgrade is not None:
         parts.append(b"Connection: Upgrade\r\nUpgrade: " + ex.upgrade + CRLF)
-    seen = ex.xforwarded
     client = conn.client_ip_bytes
     if seen is None:
         parts.append(b"X-Forwarded-For: " + client + CRLF)
@@ -380,8 +390,6 @@ def forward_head(ex: Exchange, server_host: bytes, pass_host_header: bool) -> by
     else:
         prior = [value for lname, _, value in ex.fields if lname == b"x-forwarded-for"]
         if prior:
-            # Drop the copied header: the appended one replaces it.
-            parts = [p for p in parts if not p.lower().startswith(b"x-forwarded-for:")]
             parts.append(b"X-Forwarded-For: " + b", ".join([*prior, client]) + CRLF)
         else:
             parts.append(b"X-Forwarded-For: " + client + CRLF)
@@ -396,6 +404,10 @@ def forward_head(ex: Exchange, server_host: bytes, pass_host_header: bool) -> by
         parts.append(conn.forwarded_server)
     parts.append(CRLF)
     return b"".join(parts)
+
+
+_HOST_ONLY = frozenset({b"host"})
+_SET_BY_PROXY = frozenset({b"host", b"x-forwarded-for", b"x-forwarded-server"})
 
 
 def _forwarded_port(ex: Exchange) -> bytes:

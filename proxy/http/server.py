@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import httptools
@@ -37,6 +38,7 @@ from proxy.http.errors import (
     NotImplementedCoding,
     RequestTimeout,
     UriTooLong,
+    VersionNotSupported,
     error_response,
 )
 from proxy.http.exchange import Exchange
@@ -53,14 +55,12 @@ D_NONE = 0
 D_IDLE = 1  # between requests: close quietly
 D_READ = 2  # reading a request: 408
 D_RESPONSE = 3  # waiting for the backend's response head: 504
-D_WRITE = 4  # writing the response: abort
 
 WRITE_HIGH = 64 * 1024
 WRITE_LOW = 16 * 1024
 # Joining small pieces into one write saves a syscall each (+20 % on small
 # responses, PERF-NOTES); past this size the copy costs more than it saves.
 JOIN_LIMIT = 32 * 1024
-MAX_TARGET = 8 * 1024
 
 _SPECIAL = HOP_BY_HOP | FORWARDED | {b"host", b"content-length", b"expect"}
 
@@ -73,6 +73,11 @@ class HttpConnection(asyncio.Protocol):
 
     __slots__ = (
         "active",
+        "batch",
+        "batch_size",
+        "batch_target",
+        "chunk_framing",
+        "chunks",
         "client_ip",
         "client_ip_bytes",
         "clock",
@@ -80,11 +85,14 @@ class HttpConnection(asyncio.Protocol):
         "deadline",
         "deadline_kind",
         "default_port",
+        "discarding",
         "entrypoint",
+        "feeding",
         "forwarded_constant",
         "forwarded_proto",
         "forwarded_server",
         "head_bytes",
+        "head_count",
         "head_size",
         "out",
         "out_size",
@@ -93,10 +101,13 @@ class HttpConnection(asyncio.Protocol):
         "queue",
         "receiving",
         "remote_address",
+        "requests",
+        "started",
         "transport",
         "trusted",
         "tunnel",
         "tunnel_buffer",
+        "write_deadline",
         "writing_paused",
     )
 
@@ -119,6 +130,16 @@ class HttpConnection(asyncio.Protocol):
         self.closing = False
         self.deadline = 0.0
         self.deadline_kind = D_NONE
+        self.write_deadline = 0.0
+        self.started = 0.0
+        self.requests = 0
+        self.discarding = False
+        # Bytes for the upstream produced while httptools parses one read: sent
+        # together when the read was parsed, dropped if it turned out malformed.
+        self.feeding = False
+        self.batch: list[bytes] = []
+        self.batch_size = 0
+        self.batch_target: UpstreamConnection | None = None
         self.out: list[bytes] = []
         self.out_size = 0
         self.tunnel: UpstreamConnection | None = None
@@ -129,10 +150,22 @@ class HttpConnection(asyncio.Protocol):
         self.queue: deque[Exchange | HttpError] = deque()
         self.head_bytes = 0
         self.head_size = 0
+        self.head_count = 0
+        # Chunked request bodies: framing bytes and chunks seen, to bound chunk extensions
+        self.chunk_framing = 0
+        self.chunks = 0
 
     # -- asyncio.Protocol -------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        entrypoint = self.entrypoint
+        limit = entrypoint.max_connections
+        if limit and len(entrypoint.connections) >= limit:
+            # Full: reset at once. Accepting and resetting keeps the backlog
+            # draining (no accept loop spinning on a full queue) and costs the
+            # connections already open nothing.
+            transport.abort()  # type: ignore[attr-defined]
+            return
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
         transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
         peer = transport.get_extra_info("peername")
@@ -143,7 +176,7 @@ class HttpConnection(asyncio.Protocol):
         port = peer[1] if peer else 0
         self.remote_address = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
         self.client_ip_bytes = ip.encode("latin-1")
-        entrypoint = self.entrypoint
+        self.started = self.clock.now
         self.trusted = entrypoint.is_trusted(ip)
         self.forwarded_constant = (
             b"X-Real-Ip: " + self.client_ip_bytes + CRLF + self.forwarded_server
@@ -185,29 +218,72 @@ class HttpConnection(asyncio.Protocol):
             # Bytes after an upgrade request, before the backend agreed: hold them.
             self.tunnel_buffer.append(data)
             return
+        if self.discarding:
+            return
         receiving = self.receiving
         if receiving is None or not receiving.head_done:
             self.head_bytes += len(data)
+        elif receiving.chunked:
+            self.chunk_framing += len(data)
+        self.feeding = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
             offset = upgrade.args[0] if upgrade.args else len(data)
             self._upgrade_requested(data[offset:])
         except httptools.HttpParserError as exc:
-            cause = exc.__context__
-            error = cause if isinstance(cause, HttpError) else _parser_error(exc)
-            self._request_error(error)
-            return
+            self.feeding = False
+            if not (self.discarding and self.receiving is None):
+                cause = exc.__context__
+                error = cause if isinstance(cause, HttpError) else _parser_error(exc)
+                self._request_error(error)
+                return
+            # else: llhttp refuses bytes after a request that said Connection:
+            # close; they are dropped, and what came before them still goes out.
         except HttpError as exc:
+            self.feeding = False
             self._request_error(exc)
             return
+        self.feeding = False
         receiving = self.receiving
-        if (
-            receiving is not None
-            and not receiving.head_done
-            and self.head_bytes > self.entrypoint.max_header_bytes
-        ):
-            self._request_error(HeadersTooLarge("request head too large"))
+        if receiving is not None:
+            if not receiving.head_done:
+                if self.head_bytes > self.entrypoint.max_header_bytes:
+                    self._request_error(HeadersTooLarge("request head too large"))
+                    return
+            elif (
+                receiving.chunked
+                and self.chunk_framing - self.chunks * _CHUNK_LINE > MAX_CHUNK_EXTENSIONS
+            ):
+                self._request_error(BadRequest("chunk extensions too long"))
+                return
+        if self.batch:
+            self._send_batch()
+
+    def batch_upstream(self, target: UpstreamConnection, parts: Iterable[bytes]) -> None:
+        if self.batch_target is not target:
+            if self.batch:
+                self._send_batch()
+            self.batch_target = target
+        for part in parts:
+            self.batch.append(part)
+            self.batch_size += len(part)
+
+    def _send_batch(self) -> None:
+        target = self.batch_target
+        batch = self.batch
+        self.batch = []
+        size = self.batch_size
+        self.batch_size = 0
+        self.batch_target = None
+        if target is None or target.transport is None:
+            return
+        if len(batch) == 1:
+            target.transport.write(batch[0])
+        elif size <= JOIN_LIMIT:
+            target.transport.write(b"".join(batch))
+        else:
+            target.transport.writelines(batch)
 
     def eof_received(self) -> bool | None:
         tunnel = self.tunnel
@@ -218,6 +294,11 @@ class HttpConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.writing_paused = True
+        write_timeout = self.entrypoint.write_timeout
+        if write_timeout > 0:
+            # writeTimeout bounds a stall: a client that stops reading while a
+            # response waits is dropped, one that reads slowly but steadily is not.
+            self.write_deadline = self.clock.now + write_timeout
         for exchange in (self.active,):
             if exchange is not None and exchange.upstream is not None:
                 transport = exchange.upstream.transport
@@ -228,6 +309,7 @@ class HttpConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.writing_paused = False
+        self.write_deadline = 0.0
         exchange = self.active
         if exchange is not None and exchange.upstream is not None:
             transport = exchange.upstream.transport
@@ -294,6 +376,10 @@ class HttpConnection(asyncio.Protocol):
 
     def check_deadline(self, now: float) -> None:
         """Called by the sweeper; acts when this connection's deadline has passed."""
+        if self.write_deadline and self.write_deadline <= now:
+            self.write_deadline = 0.0
+            self.abort()
+            return
         kind = self.deadline_kind
         if kind == D_NONE or self.deadline > now:
             return
@@ -302,7 +388,9 @@ class HttpConnection(asyncio.Protocol):
             self._close()
         elif kind == D_READ:
             active = self.active or self.receiving
-            if active is not None and active.response_state != 0:
+            if active is None:
+                self._close()  # not a byte sent: nobody to answer (browsers pre-connect)
+            elif active.response_state != 0:
                 self.abort()
             else:
                 self._answer_and_close(RequestTimeout("request not received in time"))
@@ -315,21 +403,30 @@ class HttpConnection(asyncio.Protocol):
                     upstream.exchange = None
                     upstream.close()
                 self.exchange_failed(active, GatewayTimeout("backend did not answer in time"))
-        else:
-            self.abort()
 
     def await_response(self, exchange: Exchange) -> None:
         if exchange is self.active and exchange.response_state == 0:
             self._set_deadline(D_RESPONSE, exchange.route.response_timeout if exchange.route else 0)
 
     def response_started(self, exchange: Exchange) -> None:
-        self._set_deadline(D_WRITE, self.entrypoint.write_timeout)
+        if exchange.request_done:
+            self.deadline_kind = D_NONE
 
     # -- httptools callbacks ------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self.receiving = Exchange(self, self.entrypoint.snapshot)
+        entrypoint = self.entrypoint
+        ex = self.receiving = Exchange(self, entrypoint.snapshot)
         self.head_size = 0
+        self.head_count = 0
+        self.requests += 1
+        # Traefik's keepAliveMaxRequests / keepAliveMaxTime: answer this one, then close.
+        max_requests = entrypoint.keep_alive_max_requests
+        max_time = entrypoint.keep_alive_max_time
+        if (max_requests and self.requests >= max_requests) or (
+            max_time and self.clock.now - self.started >= max_time
+        ):
+            ex.keep_alive = False
         if self.active is None:
             self._set_deadline(D_READ, self.entrypoint.read_timeout)
 
@@ -337,13 +434,23 @@ class HttpConnection(asyncio.Protocol):
         receiving = self.receiving
         assert receiving is not None
         receiving.target += url
-        if len(receiving.target) > MAX_TARGET:
+        if len(receiving.target) > self.entrypoint.max_target:
             raise UriTooLong("request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         receiving = self.receiving
         assert receiving is not None
         self.head_size += len(name) + len(value) + 4
+        if receiving.head_done:
+            # A trailer: never merged into the forwarded headers (they are long
+            # gone upstream), only bounded, and counted as chunk framing.
+            self.chunk_framing -= len(name) + len(value) + 4
+            if self.head_size > self.entrypoint.max_header_bytes:
+                raise HeadersTooLarge("trailers too large")
+            return
+        self.head_count += 1
+        if self.head_count > self.entrypoint.max_header_count:
+            raise HeadersTooLarge("too many headers")
         lname = name.lower()
         if lname in _SPECIAL:
             self._special_header(receiving, lname, name, value)
@@ -405,6 +512,8 @@ class HttpConnection(asyncio.Protocol):
         ex.method = parser.get_method().decode("latin-1")
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
+            if version[:1] in ("2", "3"):
+                raise VersionNotSupported(f"HTTP/{version} on an HTTP/1 entry point")
             raise BadRequest(f"unsupported HTTP version {version}")
         ex.version = version
         if version == "1.0":
@@ -427,6 +536,9 @@ class HttpConnection(asyncio.Protocol):
         ex.finish_head()
         ex.head_done = True
         self.head_bytes = 0
+        self.head_size = 0
+        self.chunk_framing = 0
+        self.chunks = 0
         if self.active is None:
             self.active = ex
             self._dispatch(ex)
@@ -436,15 +548,26 @@ class HttpConnection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         receiving = self.receiving
-        if receiving is not None and receiving.response_state != 2:
-            receiving.body(body)
+        if receiving is not None:
+            self.chunk_framing -= len(body)
+            if receiving.response_state != 2:
+                receiving.body(body)
+
+    def on_chunk_header(self) -> None:
+        self.chunks += 1
 
     def on_message_complete(self) -> None:
         ex = self.receiving
         if ex is None:
             return
         self.receiving = None
+        if not ex.keep_alive:
+            # Nothing after a request that closes the connection is ever forwarded.
+            self.discarding = True
         if ex.response_state == 2:
+            # Answered as soon as its head was read (404, internal service).
+            if self.active is None and not self.queue:
+                self._set_deadline(D_IDLE, self.entrypoint.idle_timeout)
             return
         ex.body_done()
         if ex is self.active and ex.route is not None and ex.route.internal is not None:
@@ -470,7 +593,7 @@ class HttpConnection(asyncio.Protocol):
             self.abort()
             return
         ex.response_state = 2
-        close = error.close or not ex.keep_alive or not ex.request_done or self.closing
+        close = error.close or not ex.keep_alive or not _fully_read(ex) or self.closing
         if error.status >= 500:
             log.debug("%s %s -> %d: %s", ex.method, ex.target[:200], error.status, error)
         self.write(error_response(error.status, close))
@@ -487,7 +610,7 @@ class HttpConnection(asyncio.Protocol):
         if ex is not self.active:
             return
         self.active = None
-        if close or self.closing or (not ex.request_done and ex is self.receiving):
+        if close or self.closing or not _fully_read(ex):
             self._close()
             return
         if self.queue:
@@ -507,6 +630,10 @@ class HttpConnection(asyncio.Protocol):
 
     def _request_error(self, error: HttpError) -> None:
         """A request could not be parsed: answer in turn, then close; read nothing more."""
+        self.batch = []
+        self.batch_size = 0
+        self.batch_target = None
+        self.discarding = True
         self.pause_reading_for(self.PAUSE_PIPELINE)
         receiving = self.receiving
         self.receiving = None
@@ -577,6 +704,23 @@ def _parser_error(exc: Exception) -> HttpError:
         return NotImplementedCoding(message)
     return BadRequest(message)
 
+
+def _fully_read(ex: Exchange) -> bool:
+    """Whether nothing of this request is left to read: its body is in, or it has none.
+
+    A request without a body can be answered before httptools reports it complete
+    (that comes right after its head) and the connection still be reused.
+    """
+    if ex.request_done:
+        return True
+    return ex.head_done and ex.upgrade is None and not ex.chunked and not ex.content_length
+
+
+# Per chunk, the size line (16 hex digits at most) and two CRLFs are framing
+# that is not a chunk extension.
+_CHUNK_LINE = 24
+# nginx and HAProxy refuse chunk extensions long before this; llhttp has no limit.
+MAX_CHUNK_EXTENSIONS = 4096
 
 _NOT_FOUND = HttpError("no router matched", status=404)
 _NOT_FOUND.close = False

@@ -42,6 +42,7 @@ WRITE_LOW = 16 * 1024
 
 _NO_BODY_STATUS = frozenset({204, 304})
 _FRAMING_AND_HOP = HOP_BY_HOP | {b"content-length"}
+_CONNECTION_OPTIONS = frozenset({b"", b"close", b"keep-alive", b"upgrade"})
 
 
 class ServerPool:
@@ -143,6 +144,7 @@ class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "chunked",
         "close_after",
+        "connection_tokens",
         "content_length",
         "exchange",
         "head_parts",
@@ -173,6 +175,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.status = 0
         self.head_parts: list[bytes] = []
         self.upgrade_parts: list[bytes] = []
+        self.connection_tokens: list[bytes] = []
         self.content_length: bytes | None = None
         self.chunked = False
         self.close_after = False
@@ -251,6 +254,12 @@ class UpstreamConnection(asyncio.Protocol):
         self.close_after = False
         self.head_parts = []
         exchange.upstream = self
+        client = exchange.conn
+        if client.feeding:
+            # Inside the client's read: sent with the rest of that read, or
+            # dropped if a later byte of it turns out to be malformed.
+            client.batch_upstream(self, parts)
+            return
         transport = self.transport
         assert transport is not None
         if len(parts) == 1:
@@ -280,6 +289,7 @@ class UpstreamConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.head_parts = []
         self.upgrade_parts = []
+        self.connection_tokens = []
         self.content_length = None
         self.chunked = False
 
@@ -289,10 +299,19 @@ class UpstreamConnection(asyncio.Protocol):
             if lname == b"content-length":
                 self.content_length = value
             elif lname == b"transfer-encoding":
+                if value.strip().lower() != b"chunked":
+                    # Re-chunking would drop a gzip or other transfer coding
+                    # the client would never know to undo.
+                    raise BadGateway(f"unsupported Transfer-Encoding {value[:40]!r} from backend")
                 self.chunked = True
             elif lname == b"connection" or lname == b"upgrade":
                 # Kept aside: forwarded only with a 101 Switching Protocols.
                 self.upgrade_parts.append(name + b": " + value + CRLF)
+                if lname == b"connection":
+                    for token in value.lower().split(b","):
+                        token = token.strip()
+                        if token not in _CONNECTION_OPTIONS:
+                            self.connection_tokens.append(token)
             return
         self.head_parts.append(name + b": " + value + CRLF)
 
@@ -306,6 +325,12 @@ class UpstreamConnection(asyncio.Protocol):
             raise BadGateway(f"invalid status {status} from backend")
         if not parser.should_keep_alive():
             self.close_after = True
+        if self.connection_tokens:
+            # Headers the backend named in Connection are hop-by-hop (RFC 9110 7.6.1).
+            listed = set(self.connection_tokens)
+            self.head_parts = [
+                line for line in self.head_parts if line.split(b":", 1)[0].lower() not in listed
+            ]
         if status < 200:
             if status == 101:
                 return  # finished in data_received when httptools signals the upgrade
@@ -331,7 +356,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         if self.status < 200:
-            self.status = 0
+            if self.status != 101:  # a 101 goes on as a tunnel after this
+                self.status = 0
             return
         exchange = self.exchange
         if exchange is not None:

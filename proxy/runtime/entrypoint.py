@@ -38,7 +38,13 @@ class EntryPoint:
         life_cycle = config.transport.life_cycle
         self.grace_timeout = float(life_cycle.grace_time_out)
         self.accept_grace_timeout = float(life_cycle.request_accept_grace_timeout)
+        transport = config.transport
         self.max_header_bytes = config.max_header_bytes
+        self.max_header_count = transport.max_header_count
+        self.max_target = transport.max_request_target_bytes
+        self.max_connections = transport.max_connections
+        self.keep_alive_max_requests = transport.keep_alive_max_requests
+        self.keep_alive_max_time = float(transport.keep_alive_max_time)
         forwarded = config.forwarded_headers
         self.insecure = forwarded.insecure
         self.trusted_networks = [
