@@ -65,6 +65,7 @@ __all__ = [
     "load_dynamic",
     "load_dynamic_directory",
     "load_static",
+    "merge_dynamic",
     "read_raw",
 ]
 
@@ -139,6 +140,17 @@ def load_dynamic_directory(path: str | Path) -> DynamicConfig:
     if issues:
         raise ConfigError(issues)
     return merged
+
+
+def merge_dynamic(
+    loaded: list[tuple[str, DynamicConfig]], issues: list[ConfigIssue]
+) -> DynamicConfig:
+    """Merge configurations read from several files, as a directory's are merged.
+
+    A resource defined differently in two files is appended to ``issues``
+    naming both files.
+    """
+    return _merge(loaded, issues)
 
 
 def decode_static(raw: object, file: str) -> StaticConfig:

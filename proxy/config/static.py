@@ -504,7 +504,9 @@ class HTTPProvider(ConfigStruct):
 class Providers(ConfigStruct):
     """Providers; each one is enabled by its presence."""
 
-    providers_throttle_duration: Duration = Duration(2)
+    # None: Turnout's default, 100 ms (Traefik's is 2 s; see the README's
+    # compatibility table and proxy.runtime.instance.throttle_of).
+    providers_throttle_duration: Duration | None = None
     # v3.7 routing precedence between providers, as provider names, first
     # wins. Not in the reference; the type is inferred from Traefik's
     # integration fixture (a TOML value, not a string), so a single name or a

@@ -1,14 +1,21 @@
-"""A snapshot: one complete dynamic configuration, validated and compiled for the hot path.
+"""A snapshot: the dynamic configurations of every provider, validated and compiled together.
 
-``build_snapshot`` turns a ``DynamicConfig`` into router tables (one per entry
-point), load balancers and backend pools. It never raises on bad
-configuration: it returns every problem as a ``ConfigIssue``, and a caller
-that gets any issue keeps the snapshot it has. A request holds a reference to
-the snapshot it started on, so swapping one in is a single assignment.
+``build_merged`` turns one ``DynamicConfig`` per provider into router tables
+(one per entry point), load balancers and backend pools. It never raises on
+bad configuration: it returns every problem as a ``ConfigIssue`` naming the
+provider's file or source, and a caller that gets any issue keeps the snapshot
+it has. A request holds a reference to the snapshot it started on, so swapping
+one in is a single assignment.
 
 Names are qualified as Traefik qualifies them: ``NAME@provider``; a reference
-without ``@`` means the same provider; ``@internal`` names Turnout's built-in
-services.
+without ``@`` means the same provider, ``NAME@other`` reaches across
+providers, and ``@internal`` names Turnout's built-in services.
+
+A rebuild reuses what did not change: a service whose configuration (and
+transport) is identical keeps its ``LoadBalancer`` object, so its rotation
+state and its pools carry over; a route list identical to the previous one
+for an entry point keeps its compiled ``RouterTable``; entry points with the
+same routes share one table.
 """
 
 from __future__ import annotations
@@ -21,16 +28,17 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from proxy.config.dynamic import DynamicConfig, ServersLoadBalancer
+from proxy.config.dynamic import DynamicConfig, Middleware, Router, ServersLoadBalancer, Service
 from proxy.config.load import ConfigIssue
 from proxy.config.static import ServersTransport, StaticConfig
 from proxy.http.upstream import ServerPool
-from proxy.rules import Route, RouterTable, build_table
+from proxy.rules import Route, RouterTable, build_table, default_priority
 from proxy.services.loadbalancer import LoadBalancer, Server
 from proxy.services.whoami import whoami
 
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Sequence
 
     from proxy.http.exchange import Exchange
     from proxy.http.resolver import Resolver
@@ -50,12 +58,30 @@ class RouteTarget:
     response_timeout: float
 
 
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """One provider's complete dynamic configuration and where it came from."""
+
+    provider: str  # the namespace: file, redis, etcd, http, consulcatalog
+    dynamic: DynamicConfig
+    source: str  # names the origin in messages: a file path, redis://host:port/rootKey
+
+
 @dataclass(slots=True)
 class Snapshot:
     tables: dict[str, RouterTable]
     services: dict[str, LoadBalancer | Callable[[Exchange], None]]
     routers: dict[str, RouteTarget]
     rules: dict[str, str] = field(default_factory=dict)
+    # Off the hot path: what check, explain and the API read.
+    router_configs: dict[str, Router] = field(default_factory=dict)
+    service_configs: dict[str, Service] = field(default_factory=dict)
+    middlewares: dict[str, Middleware] = field(default_factory=dict)
+    warnings: list[ConfigIssue] = field(default_factory=list)
+    providers: tuple[ProviderConfig, ...] = ()
+    # What the next build compares against to reuse balancers and tables.
+    balancer_keys: dict[str, bytes] = field(default_factory=dict)
+    route_lists: dict[str, tuple[Route, ...]] = field(default_factory=dict)
 
     @property
     def user_services(self) -> int:
@@ -66,6 +92,14 @@ class Snapshot:
         if table is None:
             return None
         return table.match(request)  # type: ignore[return-value]
+
+    def pools(self) -> set[ServerPool]:
+        """Every backend pool this snapshot can send a request to."""
+        used: set[ServerPool] = set()
+        for service in self.services.values():
+            if isinstance(service, LoadBalancer):
+                used.update(server.pool for server in service.servers if server.pool is not None)
+        return used
 
 
 class PoolRegistry:
@@ -79,6 +113,9 @@ class PoolRegistry:
         self.loop = loop
         self.resolver = resolver
         self.pools: dict[tuple[Any, ...], ServerPool] = {}
+        # Pools the live snapshot no longer uses: their idle connections are
+        # closed, and requests still running on an older snapshot finish on them.
+        self.retired: list[ServerPool] = []
 
     def get(self, scheme: str, host: str, port: int, transport: ServersTransport) -> ServerPool:
         key = (scheme, host, port, msgspec.json.encode(transport, enc_hook=float))
@@ -99,11 +136,40 @@ class PoolRegistry:
         return pool
 
     def all(self) -> Iterator[ServerPool]:
-        return iter(self.pools.values())
+        # A list copy: snapshots are built on a worker thread that may add pools
+        # while the sweeper walks them (list() of a dict view holds the GIL).
+        return iter(list(self.pools.values()))
+
+    def retain(self, used: set[ServerPool]) -> None:
+        """Retire every pool that ``used`` (the live snapshot's pools) does not hold.
+
+        Autoscaled backends come and go: without this, every server ever seen
+        would keep its pool and idle sockets for the life of the process.
+        """
+        for key, pool in list(self.pools.items()):
+            if pool not in used:
+                del self.pools[key]
+                self.retired.append(pool)
+                _close_idle(pool)
+
+    def sweep_retired(self) -> None:
+        """Close connections that came back idle to retired pools; forget empty pools."""
+        still: list[ServerPool] = []
+        for pool in self.retired:
+            _close_idle(pool)
+            if pool.connections:
+                still.append(pool)
+        self.retired = still
 
     def close(self) -> None:
-        for pool in self.pools.values():
+        for pool in [*self.pools.values(), *self.retired]:
             pool.close()
+
+
+def _close_idle(pool: ServerPool) -> None:
+    for conn in list(pool.idle):
+        conn.close()
+    pool.idle.clear()
 
 
 def _client_tls(transport: ServersTransport, host: str) -> ssl.SSLContext:
@@ -121,116 +187,242 @@ def qualify(name: str, provider: str) -> str:
 
 
 class _Builder:
+    """One build. The provider being compiled is ``self.provider`` / ``self.source``."""
+
     def __init__(
         self,
-        dynamic: DynamicConfig,
+        configs: Sequence[ProviderConfig],
         static: StaticConfig,
-        provider: str,
-        source: str,
         pools: PoolRegistry | None,
+        previous: Snapshot | None,
     ) -> None:
-        self.dynamic = dynamic
+        self.configs = configs
         self.static = static
-        self.provider = provider
-        self.source = source
         self.pools = pools
+        self.previous = previous
+        self.provider = ""
+        self.source = ""
         self.issues: list[ConfigIssue] = []
+        self.warnings: list[ConfigIssue] = []
 
     def issue(self, path: str, message: str) -> None:
         self.issues.append(ConfigIssue(self.source, path, message))
 
+    def warn(self, path: str, message: str) -> None:
+        self.warnings.append(ConfigIssue(self.source, path, message))
+
+    def _each(self) -> Iterator[DynamicConfig]:
+        for config in self.configs:
+            self.provider, self.source = config.provider, config.source
+            yield config.dynamic
+
     def build(self, entrypoints: list[str]) -> Snapshot:
-        http = self.dynamic.http
-        self._refuse_unsupported()
-        transports = {
-            qualify(name, self.provider): transport
-            for name, transport in http.servers_transports.items()
-        }
+        previous = self.previous
+        # Every provider's transports, services and middlewares first, so that a
+        # router of one provider can name a service of another (``svc@redis``).
+        transports: dict[str, ServersTransport] = {}
+        middlewares: dict[str, Middleware] = {}
+        service_configs: dict[str, Service] = {}
+        for dynamic in self._each():
+            self._refuse_unsupported(dynamic)
+            http = dynamic.http
+            for name, transport in http.servers_transports.items():
+                transports[qualify(name, self.provider)] = transport
+            for name, middleware in http.middlewares.items():
+                middlewares[qualify(name, self.provider)] = middleware
+            for name, service in http.services.items():
+                service_configs[qualify(name, self.provider)] = service
+        for dynamic in self._each():
+            self._check_chains(dynamic, middlewares)
+
         services: dict[str, LoadBalancer | Callable[[Exchange], None]] = dict(INTERNAL_SERVICES)
         timeouts: dict[str, float] = {}
-        for name, service in http.services.items():
-            path = f"http.services.{name}"
-            if service.load_balancer is None:
-                if not any(
-                    (
-                        service.weighted,
-                        service.mirroring,
-                        service.failover,
-                        service.highest_random_weight,
-                    )
-                ):
-                    self.issue(
-                        path,
-                        "a service needs one of loadBalancer, weighted, "
-                        "mirroring, failover, highestRandomWeight",
-                    )
-                continue
-            built = self._load_balancer(name, service.load_balancer, transports, path)
-            if built is not None:
+        balancer_keys: dict[str, bytes] = {}
+        for dynamic in self._each():
+            for name, service in dynamic.http.services.items():
+                path = f"http.services.{name}"
+                if service.load_balancer is None:
+                    if not any(
+                        (
+                            service.weighted,
+                            service.mirroring,
+                            service.failover,
+                            service.highest_random_weight,
+                        )
+                    ):
+                        self.issue(
+                            path,
+                            "a service needs one of loadBalancer, weighted, "
+                            "mirroring, failover, highestRandomWeight",
+                        )
+                    continue
                 qualified = qualify(name, self.provider)
-                services[qualified] = built[0]
-                timeouts[qualified] = built[1]
+                built = self._load_balancer(name, service.load_balancer, transports, path)
+                if built is None:
+                    continue
+                balancer, timeout, key = built
+                old = previous.services.get(qualified) if previous is not None else None
+                if (
+                    isinstance(old, LoadBalancer)
+                    and previous is not None
+                    and previous.balancer_keys.get(qualified) == key
+                ):
+                    balancer = old  # unchanged: keep its rotation state
+                services[qualified] = balancer
+                timeouts[qualified] = timeout
+                balancer_keys[qualified] = key
 
         routes: dict[str, list[Route]] = {name: [] for name in entrypoints}
         targets: dict[str, RouteTarget] = {}
         rules: dict[str, str] = {}
-        for name, router in http.routers.items():
-            path = f"http.routers.{name}"
-            qualified = qualify(name, self.provider)
-            if not router.rule:
-                self.issue(f"{path}.rule", "a router needs a rule")
-                continue
-            if router.rule_syntax and router.rule_syntax != "v3":
-                self.issue(
-                    f"{path}.ruleSyntax",
-                    f"rule syntax {router.rule_syntax!r} {UNSUPPORTED}; "
-                    "write the rule in v3 syntax",
+        router_configs: dict[str, Router] = {}
+        same_rule: dict[tuple[str, int], list[tuple[str, str, frozenset[str]]]] = {}
+        for dynamic in self._each():
+            for name, router in dynamic.http.routers.items():
+                target = self._router(name, router, services, service_configs, middlewares)
+                if target is None:
+                    continue
+                if isinstance(target.service, LoadBalancer):
+                    target = RouteTarget(
+                        target.router, target.service, None, timeouts.get(target.service.name, 0.0)
+                    )
+                qualified = target.router
+                old_target = previous.routers.get(qualified) if previous is not None else None
+                if old_target == target:
+                    target = old_target  # type: ignore[assignment]
+                targets[qualified] = target
+                rules[qualified] = router.rule
+                router_configs[qualified] = router
+                path = f"http.routers.{name}"
+                for index, entrypoint in enumerate(router.entry_points):
+                    if entrypoint not in routes:
+                        self.issue(
+                            f"{path}.entryPoints[{index}]", f"unknown entry point {entrypoint!r}"
+                        )
+                on = [e for e in (router.entry_points or entrypoints) if e in routes]
+                route = Route(qualified, router.rule, router.priority, target)
+                for entrypoint in on:
+                    routes[entrypoint].append(route)
+                priority = router.priority or default_priority(router.rule)
+                same_rule.setdefault((router.rule.strip(), priority), []).append(
+                    (qualified, self.source, frozenset(on))
                 )
-                continue
-            if not router.service:
-                self.issue(f"{path}.service", "a router needs a service")
-                continue
-            service_name = qualify(router.service, self.provider)
-            service = services.get(service_name)
-            if service is None:
-                if service_name in (qualify(n, self.provider) for n in http.services):
-                    continue  # the service itself was refused and reported
-                self.issue(f"{path}.service", f"unknown service {router.service!r}")
-                continue
-            for index, middleware in enumerate(router.middlewares):
-                if qualify(middleware, self.provider) not in (
-                    qualify(n, self.provider) for n in http.middlewares
-                ):
-                    self.issue(f"{path}.middlewares[{index}]", f"unknown middleware {middleware!r}")
-            if isinstance(service, LoadBalancer):
-                target = RouteTarget(qualified, service, None, timeouts.get(service_name, 0.0))
-            else:
-                target = RouteTarget(qualified, None, service, 0.0)
-            targets[qualified] = target
-            rules[qualified] = router.rule
-            names = router.entry_points or entrypoints
-            for index, entrypoint in enumerate(router.entry_points):
-                if entrypoint not in routes:
-                    self.issue(
-                        f"{path}.entryPoints[{index}]", f"unknown entry point {entrypoint!r}"
-                    )
-            for entrypoint in names:
-                if entrypoint in routes:
-                    routes[entrypoint].append(
-                        Route(qualified, router.rule, router.priority, target)
-                    )
+        self._warn_same_rule(same_rule)
 
         tables: dict[str, RouterTable] = {}
+        route_lists: dict[str, tuple[Route, ...]] = {}
+        by_routes: dict[tuple[Route, ...], RouterTable] = {}
         reported: set[str] = set()
         for entrypoint, entrypoint_routes in routes.items():
-            table, errors = build_table(entrypoint_routes)
+            key = tuple(entrypoint_routes)
+            route_lists[entrypoint] = key
+            table = by_routes.get(key)
+            if (
+                table is None
+                and previous is not None
+                and previous.route_lists.get(entrypoint) == key
+            ):
+                table = previous.tables.get(entrypoint)
+            if table is None:
+                table, errors = build_table(entrypoint_routes)
+                for error in errors:
+                    router_name = error.router or ""
+                    if router_name not in reported:
+                        reported.add(router_name)
+                        self._rule_issue(router_name, str(error))
+            by_routes[key] = table
             tables[entrypoint] = table
-            for error in errors:
-                router_name = (error.router or "").rsplit("@", 1)[0]
-                if router_name not in reported:
-                    reported.add(router_name)
-                    self.issue(f"http.routers.{router_name}.rule", str(error))
-        return Snapshot(tables=tables, services=services, routers=targets, rules=rules)
+        return Snapshot(
+            tables=tables,
+            services=services,
+            routers=targets,
+            rules=rules,
+            router_configs=router_configs,
+            service_configs=service_configs,
+            middlewares=middlewares,
+            warnings=self.warnings,
+            providers=tuple(self.configs),
+            balancer_keys=balancer_keys,
+            route_lists=route_lists,
+        )
+
+    def _router(
+        self,
+        name: str,
+        router: Router,
+        services: dict[str, LoadBalancer | Callable[[Exchange], None]],
+        service_configs: dict[str, Service],
+        middlewares: dict[str, Middleware],
+    ) -> RouteTarget | None:
+        path = f"http.routers.{name}"
+        qualified = qualify(name, self.provider)
+        if not router.rule:
+            self.issue(f"{path}.rule", "a router needs a rule")
+            return None
+        if router.rule_syntax and router.rule_syntax != "v3":
+            self.issue(
+                f"{path}.ruleSyntax",
+                f"rule syntax {router.rule_syntax!r} {UNSUPPORTED}; write the rule in v3 syntax",
+            )
+            return None
+        if not router.service:
+            self.issue(f"{path}.service", "a router needs a service")
+            return None
+        service_name = qualify(router.service, self.provider)
+        service = services.get(service_name)
+        if service is None:
+            if service_name not in service_configs:
+                self.issue(f"{path}.service", f"unknown service {router.service!r}")
+            return None  # else the service itself was refused and reported
+        for index, middleware in enumerate(router.middlewares):
+            if qualify(middleware, self.provider) not in middlewares:
+                self.issue(f"{path}.middlewares[{index}]", f"unknown middleware {middleware!r}")
+        if isinstance(service, LoadBalancer):
+            return RouteTarget(qualified, service, None, 0.0)
+        return RouteTarget(qualified, None, service, 0.0)
+
+    def _rule_issue(self, router: str, message: str) -> None:
+        """Attribute a table error to the provider that defined the router."""
+        name, _, provider = router.rpartition("@")
+        for config in self.configs:
+            if config.provider == provider and name in config.dynamic.http.routers:
+                self.issues.append(ConfigIssue(config.source, f"http.routers.{name}.rule", message))
+                return
+        self.issues.append(ConfigIssue("", f"http.routers.{router}.rule", message))
+
+    def _warn_same_rule(
+        self, same_rule: dict[tuple[str, int], list[tuple[str, str, frozenset[str]]]]
+    ) -> None:
+        """Two routers with one rule and one priority on one entry point: either may answer."""
+        for (_, priority), routers in same_rule.items():
+            if len(routers) < 2:
+                continue
+            for index, (qualified, source, on) in enumerate(routers[1:], 1):
+                for first, _, first_on in routers[:index]:
+                    if on & first_on:
+                        name = qualified.rpartition("@")[0]
+                        self.warnings.append(
+                            ConfigIssue(
+                                source,
+                                f"http.routers.{name}.rule",
+                                f"same rule and priority ({priority}) as router {first!r}; "
+                                "which of the two answers is not defined",
+                            )
+                        )
+                        break
+
+    def _check_chains(self, dynamic: DynamicConfig, middlewares: dict[str, Middleware]) -> None:
+        """Chain middlewares must name existing middlewares and must not loop."""
+        for name, middleware in dynamic.http.middlewares.items():
+            if middleware.chain is None:
+                continue
+            path = f"http.middlewares.{name}.chain.middlewares"
+            for index, member in enumerate(middleware.chain.middlewares):
+                if qualify(member, self.provider) not in middlewares:
+                    self.issue(f"{path}[{index}]", f"unknown middleware {member!r}")
+            cycle = _chain_cycle(qualify(name, self.provider), middlewares)
+            if cycle:
+                self.issue(path, "chain cycle: " + " -> ".join(cycle))
 
     def _load_balancer(
         self,
@@ -238,7 +430,7 @@ class _Builder:
         config: ServersLoadBalancer,
         transports: dict[str, ServersTransport],
         path: str,
-    ) -> tuple[LoadBalancer, float] | None:
+    ) -> tuple[LoadBalancer, float, bytes] | None:
         path = f"{path}.loadBalancer"
         transport = self.static.servers_transport
         if config.servers_transport:
@@ -269,7 +461,8 @@ class _Builder:
         if not ok:
             return None
         balancer = LoadBalancer(qualify(name, self.provider), servers, config.pass_host_header)
-        return balancer, float(transport.forwarding_timeouts.response_header_timeout)
+        key = msgspec.json.encode((config, transport), enc_hook=float)
+        return balancer, float(transport.forwarding_timeouts.response_header_timeout), key
 
     def _server_url(self, url: str, path: str) -> tuple[str, str, int, bytes] | None:
         if not url:
@@ -300,9 +493,8 @@ class _Builder:
             port = 443 if scheme == "https" else 80
         return scheme, parts.hostname, port, parts.netloc.rsplit("@", 1)[-1].encode("idna")
 
-    def _refuse_unsupported(self) -> None:
+    def _refuse_unsupported(self, dynamic: DynamicConfig) -> None:
         """Name every configured feature Turnout cannot honour yet, instead of ignoring it."""
-        dynamic = self.dynamic
         http = dynamic.http
         for name in http.middlewares:
             self.issue(f"http.middlewares.{name}", f"middlewares {UNSUPPORTED}")
@@ -351,6 +543,45 @@ class _Builder:
             self.issue("tls.certificates", f"TLS termination {UNSUPPORTED}")
 
 
+def _chain_cycle(start: str, middlewares: dict[str, Middleware]) -> list[str]:
+    """The loop ``start -> ... -> start`` through chain members, or [] if none."""
+    stack: list[tuple[str, list[str]]] = [(start, [start])]
+    seen: set[str] = set()
+    while stack:
+        name, trail = stack.pop()
+        middleware = middlewares.get(name)
+        if middleware is None or middleware.chain is None:
+            continue
+        provider = name.rpartition("@")[2]
+        for member in middleware.chain.middlewares:
+            member = qualify(member, provider)
+            if member == start:
+                return [*trail, member]
+            if member not in seen:
+                seen.add(member)
+                stack.append((member, [*trail, member]))
+    return []
+
+
+def build_merged(
+    configs: Sequence[ProviderConfig],
+    static: StaticConfig,
+    *,
+    entrypoints: list[str],
+    pools: PoolRegistry | None = None,
+    previous: Snapshot | None = None,
+) -> tuple[Snapshot, list[ConfigIssue]]:
+    """Compile every provider's configuration into one snapshot.
+
+    The issues list is empty when the snapshot may go live. With ``pools``
+    None nothing is opened or dialled: that is the dry run (``turnout check``).
+    ``previous`` (the live snapshot) lets unchanged balancers and tables carry over.
+    """
+    builder = _Builder(configs, static, pools, previous)
+    snapshot = builder.build(entrypoints)
+    return snapshot, builder.issues
+
+
 def build_snapshot(
     dynamic: DynamicConfig,
     static: StaticConfig,
@@ -360,11 +591,7 @@ def build_snapshot(
     source: str = "",
     pools: PoolRegistry | None = None,
 ) -> tuple[Snapshot, list[ConfigIssue]]:
-    """Compile dynamic into a snapshot; the issues list is empty when it may go live.
-
-    With ``pools`` None nothing is opened or dialled: that is the dry run
-    (``turnout check``).
-    """
-    builder = _Builder(dynamic, static, provider, source, pools)
-    snapshot = builder.build(entrypoints)
-    return snapshot, builder.issues
+    """Compile one provider's configuration (see ``build_merged``)."""
+    return build_merged(
+        [ProviderConfig(provider, dynamic, source)], static, entrypoints=entrypoints, pools=pools
+    )

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import msgspec
 
+from proxy.config.load import ConfigIssue
 from proxy.config.static import StaticConfig
 
 NOT_YET = "not supported by Turnout yet; ignored"
+
+# Providers Turnout runs (see proxy/providers/); any other one is warned about.
+PROVIDERS = ("file", "redis", "etcd", "http", "consulCatalog")
 
 
 def _set_fields(struct: msgspec.Struct) -> list[str]:
@@ -45,11 +49,17 @@ def ignored_static_keys(static: StaticConfig) -> list[str]:
     if static.certificates_resolvers:
         keys.append("certificatesResolvers")
     for provider in _set_fields(static.providers):
-        if provider not in ("file", "providersThrottleDuration", "precedence"):
+        if provider not in (*PROVIDERS, "providersThrottleDuration", "precedence"):
             keys.append(f"providers.{provider}")
-    file = static.providers.file
-    if file is not None and file.watch:
-        keys.append("providers.file.watch")
+    providers = static.providers
+    if providers.redis is not None and providers.redis.sentinel is not None:
+        keys.append("providers.redis.sentinel")
+    consul = providers.consul_catalog
+    if consul is not None:
+        if consul.connect_aware:
+            keys.append("providers.consulCatalog.connectAware")
+        if consul.namespaces:
+            keys.append("providers.consulCatalog.namespaces")
     for name, entrypoint in static.entry_points.items():
         prefix = f"entryPoints.{name}"
         if entrypoint.proxy_protocol is not None:
@@ -71,13 +81,9 @@ def _encoded(struct: type[msgspec.Struct], attr: str) -> str:
     return struct.__struct_encode_fields__[index]
 
 
+def static_issues(static: StaticConfig, source: str) -> list[ConfigIssue]:
+    return [ConfigIssue(source, key, NOT_YET) for key in ignored_static_keys(static)]
+
+
 def static_warnings(static: StaticConfig, source: str) -> list[str]:
-    warnings = []
-    for key in ignored_static_keys(static):
-        if key == "providers.file.watch":
-            # Traefik's default is true, so say what happens instead of "ignored".
-            message = "watching is not supported by Turnout yet; send SIGHUP to reload"
-        else:
-            message = NOT_YET
-        warnings.append(f"{source}: {key}: {message}")
-    return warnings
+    return [str(issue) for issue in static_issues(static, source)]

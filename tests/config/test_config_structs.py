@@ -14,7 +14,7 @@ from proxy.config.static import AddressError, EntryPoint, StaticConfig, parse_ad
 def test_static_defaults_without_any_file() -> None:
     config = StaticConfig()
     assert config.entry_points == {}
-    assert config.providers.providers_throttle_duration == 2.0
+    assert config.providers.providers_throttle_duration is None  # Turnout's 100 ms
     assert config.providers.file is None
     assert config.log.level == "ERROR"
     assert config.api is None

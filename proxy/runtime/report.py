@@ -1,0 +1,108 @@
+"""The check report: what ``turnout check`` prints and what ``POST /api/check`` will answer.
+
+A report is made by the very code the live proxy runs: the configuration
+layer decodes, ``build_merged`` compiles, nothing listens and nothing is
+dialled. ``check_configs`` is the entry point for anything that holds
+configurations already (the API: a candidate body next to the live providers);
+``turnout check`` reads files and, with ``--live``, fetches remote providers
+once, then calls it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from proxy.config.dynamic import DynamicConfig
+from proxy.config.load import ConfigError, ConfigIssue
+from proxy.config.static import StaticConfig
+from proxy.runtime.snapshot import ProviderConfig, Snapshot, build_merged
+
+_LINE = re.compile(r"^line (\d+)$")
+
+
+@dataclass(slots=True)
+class CheckReport:
+    errors: list[ConfigIssue] = field(default_factory=list)
+    warnings: list[ConfigIssue] = field(default_factory=list)
+    routers: int = 0
+    services: int = 0
+    middlewares: int = 0
+    sources: list[tuple[str, str]] = field(default_factory=list)  # (provider, source)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def summary(self) -> str:
+        return (
+            f"{_count(self.routers, 'router')}, {_count(self.services, 'service')}, "
+            f"{_count(self.middlewares, 'middleware')}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "routers": self.routers,
+            "services": self.services,
+            "middlewares": self.middlewares,
+            "errors": [_issue_dict(issue) for issue in self.errors],
+            "warnings": [_issue_dict(issue) for issue in self.warnings],
+            "sources": [{"provider": p, "source": s} for p, s in self.sources],
+        }
+
+
+def _issue_dict(issue: ConfigIssue) -> dict[str, Any]:
+    entry: dict[str, Any] = {"file": issue.file, "path": issue.path, "message": issue.message}
+    match = _LINE.match(issue.path)
+    if match:
+        entry["line"] = int(match.group(1))
+    return entry
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def check_configs(
+    static: StaticConfig,
+    entrypoints: list[str],
+    sources: Sequence[tuple[str, str, DynamicConfig | ConfigError | None]],
+    *,
+    warnings: Sequence[ConfigIssue] = (),
+) -> CheckReport:
+    """Check ``(provider, source, configuration or its decoding error)`` triples together.
+
+    A ``None`` configuration is a provider that was not read (listed, not checked).
+    """
+    report = CheckReport(warnings=list(warnings))
+    configs: list[ProviderConfig] = []
+    for provider, source, update in sources:
+        report.sources.append((provider, source))
+        if update is None:
+            continue
+        if isinstance(update, ConfigError):
+            report.errors.extend(update.issues)
+        else:
+            configs.append(ProviderConfig(provider, update, source))
+    snapshot, issues = build_merged(configs, static, entrypoints=entrypoints, pools=None)
+    report.errors.extend(issues)
+    fill_counts(report, snapshot)
+    return report
+
+
+def fill_counts(report: CheckReport, snapshot: Snapshot) -> None:
+    report.warnings.extend(snapshot.warnings)
+    report.routers = len(snapshot.router_configs)
+    report.services = sum(1 for name in snapshot.service_configs if not name.endswith("@internal"))
+    report.middlewares = len(snapshot.middlewares)
+
+
+def report_of(snapshot: Snapshot, issues: Sequence[ConfigIssue]) -> CheckReport:
+    """The report of a build already made (``Aggregator.check`` for the API)."""
+    report = CheckReport(errors=list(issues))
+    report.sources = [(config.provider, config.source) for config in snapshot.providers]
+    fill_counts(report, snapshot)
+    return report
