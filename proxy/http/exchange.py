@@ -51,6 +51,7 @@ class Exchange:
         "is_head",
         "keep_alive",
         "method",
+        "method_raw",
         "path",
         "pending",
         "pending_size",
@@ -74,6 +75,7 @@ class Exchange:
         self.client_ip = conn.client_ip
         # Request head, filled by the parser callbacks
         self.method = ""
+        self.method_raw = b""
         self.target = b""
         self.version = "1.1"
         self.fields: list[tuple[bytes, bytes, bytes]] = []  # (lower name, name, value)
@@ -131,9 +133,19 @@ class Exchange:
         self.raw_query = query.decode("utf-8", "surrogateescape")
         host = self.host_header
         if host is not None:
-            if not _VALID_HOST(host):
-                raise BadRequestTarget(f"invalid Host {host[:64]!r}")
-            self.host = _routing_host(host)
+            conn = self.conn
+            cached = conn.host_cache
+            if cached[0] == host and host:
+                self.host = cached[1]
+            else:
+                if not _VALID_HOST(host):
+                    raise BadRequestTarget(f"invalid Host {host[:64]!r}")
+                self.host = _routing_host(host)
+                forwarded = b"X-Forwarded-Host: %b\r\nX-Forwarded-Port: %b\r\n" % (
+                    host,
+                    _host_port(host) or conn.default_port,
+                )
+                conn.host_cache = (host, self.host, forwarded)
         self.is_head = self.method == "HEAD"
 
     def _absolute_form(self, target: bytes) -> tuple[bytes, bytes]:
@@ -262,22 +274,23 @@ class Exchange:
             self.conn.write(head)
 
     def response_head(self, upstream: UpstreamConnection, status: int, parts: list[bytes]) -> None:
+        """Queue the response head: the backend's end-to-end lines, then framing and Connection.
+
+        ``parts`` still holds the backend's Content-Length line where it had one:
+        Turnout keeps that framing; otherwise it re-chunks or delimits by closing.
+        """
         conn = self.conn
         self.response_state = 1
-        head = [STATUS_LINES[status]]
-        head.extend(parts)
+        chunked = False
         if self.is_head or status in (204, 304):
             self.framing = FRAME_NONE
-            if upstream.content_length is not None:
-                head.append(b"Content-Length: " + upstream.content_length + CRLF)
         elif upstream.content_length is not None and not upstream.chunked:
             self.framing = FRAME_LENGTH
-            head.append(b"Content-Length: " + upstream.content_length + CRLF)
         else:
             self.response_close_delimited = not upstream.chunked
             if self.version == "1.1":
                 self.framing = FRAME_CHUNKED
-                head.append(b"Transfer-Encoding: chunked\r\n")
+                chunked = True
             else:
                 self.framing = FRAME_CLOSE
                 self.keep_alive = False
@@ -288,13 +301,18 @@ class Exchange:
             # request: either way both sides close.
             self.keep_alive = False
         if not self.keep_alive or conn.closing:
-            head.append(b"Connection: close\r\n\r\n")
+            connection = 2
         elif self.version == "1.0":
-            head.append(b"Connection: keep-alive\r\n\r\n")
+            connection = 1
         else:
-            head.append(CRLF)
+            connection = 0
         conn.response_started(self)
-        conn.write(b"".join(head))
+        # Straight into the client's output: joined with the body in one write
+        # (the head is small, so it is left out of out_size).
+        out = conn.out
+        out.append(STATUS_LINES[status])
+        out.extend(parts)
+        out.append(_HEAD_ENDINGS[chunked, connection])
 
     def response_body(self, data: bytes) -> None:
         if self.framing == FRAME_CHUNKED:
@@ -328,6 +346,16 @@ class Exchange:
     def upgraded(self, upstream: UpstreamConnection, head: bytes, rest: bytes) -> None:
         self.response_state = 2
         self.conn.start_tunnel(self, upstream, head, rest)
+
+
+# The end of a response head, by (chunked framing?, Connection: 0 none, 1 keep-alive, 2 close).
+_HEAD_ENDINGS = {
+    (chunked, connection): (b"Transfer-Encoding: chunked\r\n" if chunked else b"")
+    + (b"", b"Connection: keep-alive\r\n", b"Connection: close\r\n")[connection]
+    + b"\r\n"
+    for chunked in (False, True)
+    for connection in (0, 1, 2)
+}
 
 
 class BadRequestTarget(HttpError):
@@ -365,7 +393,7 @@ def forward_head(ex: Exchange, server_host: bytes, pass_host_header: bool) -> by
     conn = ex.conn
     # Go's transport sends the server's host:port when the request has no Host.
     host = ex.host_header if pass_host_header and ex.host_header is not None else server_host
-    parts = [ex.method.encode("latin-1"), b" ", ex.target, b" HTTP/1.1\r\n"]
+    parts = [ex.method_raw, b" ", ex.target, b" HTTP/1.1\r\n"]
     parts.append(b"Host: " + host + CRLF)
     seen = ex.xforwarded
     # Headers Turnout sets itself; a trusted client's X-Forwarded-For is extended below.
@@ -381,13 +409,14 @@ def forward_head(ex: Exchange, server_host: bytes, pass_host_header: bool) -> by
         parts.append(b"Connection: Upgrade\r\nUpgrade: " + ex.upgrade + CRLF)
     client = conn.client_ip_bytes
     if seen is None:
-        parts.append(b"X-Forwarded-For: " + client + CRLF)
-        parts.append(conn.forwarded_constant)  # X-Real-Ip, X-Forwarded-Server
-        parts.append(b"X-Forwarded-Proto: ws\r\n" if ex.upgrade else conn.forwarded_proto)
+        # X-Forwarded-For, X-Real-Ip, -Server and -Proto: fixed per connection.
+        parts.append(conn.forwarded_block_ws if ex.upgrade else conn.forwarded_block)
         if ex.host_header:
-            parts.append(b"X-Forwarded-Host: " + ex.host_header + CRLF)
-        parts.append(b"X-Forwarded-Port: " + _forwarded_port(ex) + CRLF)
+            parts.append(conn.host_cache[2])  # X-Forwarded-Host and -Port
+        else:
+            parts.append(b"X-Forwarded-Port: " + conn.default_port + CRLF)
     else:
+        proto = b"X-Forwarded-Proto: ws\r\n" if ex.upgrade else b"X-Forwarded-Proto: http\r\n"
         prior = [value for lname, _, value in ex.fields if lname == b"x-forwarded-for"]
         if prior:
             parts.append(b"X-Forwarded-For: " + b", ".join([*prior, client]) + CRLF)
@@ -396,7 +425,7 @@ def forward_head(ex: Exchange, server_host: bytes, pass_host_header: bool) -> by
         if b"x-real-ip" not in seen:
             parts.append(b"X-Real-Ip: " + client + CRLF)
         if b"x-forwarded-proto" not in seen:
-            parts.append(b"X-Forwarded-Proto: ws\r\n" if ex.upgrade else conn.forwarded_proto)
+            parts.append(proto)
         if b"x-forwarded-host" not in seen and ex.host_header:
             parts.append(b"X-Forwarded-Host: " + ex.host_header + CRLF)
         if b"x-forwarded-port" not in seen:
@@ -413,10 +442,11 @@ _SET_BY_PROXY = frozenset({b"host", b"x-forwarded-for", b"x-forwarded-server"})
 def _forwarded_port(ex: Exchange) -> bytes:
     # Traefik: the port of the Host header, else the scheme's default port.
     host = ex.host_header
-    if host:
-        colon = host.rfind(b":")
-        if colon >= 0 and host.rfind(b"]") < colon:
-            port = host[colon + 1 :]
-            if port:
-                return port
-    return ex.conn.default_port
+    return (_host_port(host) if host else b"") or ex.conn.default_port
+
+
+def _host_port(host: bytes) -> bytes:
+    colon = host.rfind(b":")
+    if colon >= 0 and host.rfind(b"]") < colon:
+        return host[colon + 1 :]
+    return b""

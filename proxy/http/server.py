@@ -42,6 +42,7 @@ from proxy.http.errors import (
     error_response,
 )
 from proxy.http.exchange import Exchange
+from proxy.http.flow import JOIN_LIMIT, WRITE_HIGH, WRITE_LOW
 from proxy.http.headers import CRLF, FORWARDED, HOP_BY_HOP
 
 if TYPE_CHECKING:
@@ -56,11 +57,6 @@ D_IDLE = 1  # between requests: close quietly
 D_READ = 2  # reading a request: 408
 D_RESPONSE = 3  # waiting for the backend's response head: 504
 
-WRITE_HIGH = 64 * 1024
-WRITE_LOW = 16 * 1024
-# Joining small pieces into one write saves a syscall each (+20 % on small
-# responses, PERF-NOTES); past this size the copy costs more than it saves.
-JOIN_LIMIT = 32 * 1024
 
 _SPECIAL = HOP_BY_HOP | FORWARDED | {b"host", b"content-length", b"expect"}
 
@@ -88,12 +84,13 @@ class HttpConnection(asyncio.Protocol):
         "discarding",
         "entrypoint",
         "feeding",
-        "forwarded_constant",
-        "forwarded_proto",
+        "forwarded_block",
+        "forwarded_block_ws",
         "forwarded_server",
         "head_bytes",
         "head_count",
         "head_size",
+        "host_cache",
         "out",
         "out_size",
         "parser",
@@ -121,9 +118,13 @@ class HttpConnection(asyncio.Protocol):
         self.remote_address = ""
         self.client_ip_bytes = b""
         self.trusted = False
-        self.forwarded_constant = b""
+        # X-Forwarded-* lines that depend only on the connection (untrusted clients)
+        self.forwarded_block = b""
+        self.forwarded_block_ws = b""
+        # (Host header, routing host, X-Forwarded-Host and -Port lines) of the last
+        # request: keep-alive clients send the same Host again and again.
+        self.host_cache: tuple[bytes, str, bytes] = (b"", "", b"")
         self.forwarded_server = entrypoint.forwarded_server
-        self.forwarded_proto = b"X-Forwarded-Proto: http\r\n"
         self.default_port = b"80"
         self.paused = 0
         self.writing_paused = False
@@ -178,9 +179,17 @@ class HttpConnection(asyncio.Protocol):
         self.client_ip_bytes = ip.encode("latin-1")
         self.started = self.clock.now
         self.trusted = entrypoint.is_trusted(ip)
-        self.forwarded_constant = (
-            b"X-Real-Ip: " + self.client_ip_bytes + CRLF + self.forwarded_server
+        constant = (
+            b"X-Forwarded-For: "
+            + self.client_ip_bytes
+            + CRLF
+            + b"X-Real-Ip: "
+            + self.client_ip_bytes
+            + CRLF
+            + self.forwarded_server
         )
+        self.forwarded_block = constant + b"X-Forwarded-Proto: http\r\n"
+        self.forwarded_block_ws = constant + b"X-Forwarded-Proto: ws\r\n"
         entrypoint.connections.add(self)
         if entrypoint.closing:
             self.closing = True
@@ -509,7 +518,8 @@ class HttpConnection(asyncio.Protocol):
         if self.head_size > self.entrypoint.max_header_bytes:
             raise HeadersTooLarge("request head too large")
         parser = self.parser
-        ex.method = parser.get_method().decode("latin-1")
+        ex.method_raw = method = parser.get_method()
+        ex.method = method.decode("latin-1")
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
             if version[:1] in ("2", "3"):

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 import httptools
 
 from proxy.http.errors import BadGateway, HttpError
+from proxy.http.exchange import FRAME_LENGTH
+from proxy.http.flow import JOIN_LIMIT, WRITE_HIGH, WRITE_LOW
 from proxy.http.headers import CRLF, HOP_BY_HOP, STATUS_LINES
 
 if TYPE_CHECKING:
@@ -36,12 +38,29 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("turnout.upstream")
 
-# Backpressure: above HIGH bytes queued towards a peer, the other side stops reading.
-WRITE_HIGH = 64 * 1024
-WRITE_LOW = 16 * 1024
 
 _NO_BODY_STATUS = frozenset({204, 304})
 _FRAMING_AND_HOP = HOP_BY_HOP | {b"content-length"}
+# Response headers seen in nearly every response, in their usual spelling: one
+# set lookup keeps them, without lower-casing the name first.
+_COMMON_END_TO_END = frozenset(
+    {
+        b"Server",
+        b"Date",
+        b"Content-Type",
+        b"Cache-Control",
+        b"ETag",
+        b"Last-Modified",
+        b"Vary",
+        b"Expires",
+        b"Set-Cookie",
+        b"Content-Encoding",
+        b"Accept-Ranges",
+        b"Location",
+        b"Access-Control-Allow-Origin",
+        b"X-Content-Type-Options",
+    }
+)
 _CONNECTION_OPTIONS = frozenset({b"", b"close", b"keep-alive", b"upgrade"})
 
 
@@ -294,10 +313,15 @@ class UpstreamConnection(asyncio.Protocol):
         self.chunked = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if name in _COMMON_END_TO_END:
+            self.head_parts.append(name + b": " + value + CRLF)
+            return
         lname = name.lower()
         if lname in _FRAMING_AND_HOP:
             if lname == b"content-length":
+                # Kept in place: httptools has checked it, and Turnout keeps that framing.
                 self.content_length = value
+                self.head_parts.append(name + b": " + value + CRLF)
             elif lname == b"transfer-encoding":
                 if value.strip().lower() != b"chunked":
                     # Re-chunking would drop a gzip or other transfer coding
@@ -352,7 +376,15 @@ class UpstreamConnection(asyncio.Protocol):
             # framing it promised; the connection cannot be trusted again.
             self.close_after = True
             return
-        exchange.response_body(body)
+        if exchange.framing == FRAME_LENGTH:
+            # The common case inlined: body bytes go on as they are.
+            conn = exchange.conn
+            conn.out.append(body)
+            conn.out_size += len(body)
+            if conn.out_size > JOIN_LIMIT:
+                conn.flush()
+        else:
+            exchange.response_body(body)
 
     def on_message_complete(self) -> None:
         if self.status < 200:
