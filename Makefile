@@ -6,8 +6,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the test suite and benchmarks start themselves.
-DEB_PACKAGES := wrk nginx-light haproxy
-DEB_BINARIES := wrk nginx haproxy
+DEB_PACKAGES := wrk nginx-light haproxy redis-server etcd-server etcd-client
+DEB_BINARIES := wrk nginx haproxy redis-server etcd etcdctl
 
 .PHONY: run test bench lint deps-debian clean
 

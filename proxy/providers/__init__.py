@@ -22,4 +22,20 @@ def configured(static: StaticConfig, base: Path | None = None) -> list[Provider]
         from proxy.providers.file import FileProvider
 
         providers.append(FileProvider(file, base))
+    if settings.redis is not None:
+        from proxy.providers.redis import RedisProvider
+
+        providers.append(RedisProvider(settings.redis))
+    if settings.etcd is not None:
+        from proxy.providers.etcd import EtcdProvider
+
+        providers.append(EtcdProvider(settings.etcd))
+    if settings.http is not None:
+        from proxy.providers.http import HTTPProvider
+
+        providers.append(HTTPProvider(settings.http))
+    if settings.consul_catalog is not None:
+        from proxy.providers.consul_catalog import ConsulCatalogProvider
+
+        providers.append(ConsulCatalogProvider(settings.consul_catalog))
     return providers

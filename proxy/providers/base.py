@@ -16,8 +16,10 @@ import abc
 import asyncio
 import logging
 import random
+import ssl
 from typing import Protocol
 
+from proxy.config.common import ClientTLS
 from proxy.config.dynamic import DynamicConfig
 from proxy.config.load import ConfigError
 
@@ -31,7 +33,8 @@ class ProviderUnavailable(Exception):
 class Sink(Protocol):
     def submit(self, name: str, update: DynamicConfig | ConfigError) -> None: ...
 
-    def unreachable(self, name: str, message: str) -> None: ...
+    def unreachable(self, name: str, message: str | None) -> None:
+        """The source cannot be read (why), or ``None``: it can be read again."""
 
 
 class Provider(abc.ABC):
@@ -65,3 +68,29 @@ class Backoff:
 
     def reset(self) -> None:
         self.delay = self.first
+
+
+def client_ssl_context(tls: ClientTLS | None) -> ssl.SSLContext | None:
+    """Traefik's ``tls.{ca, cert, key, insecureSkipVerify}`` towards a provider's server."""
+    if tls is None:
+        return None
+    context = ssl.create_default_context(cafile=tls.ca or None)
+    if tls.cert:
+        context.load_cert_chain(tls.cert, tls.key or None)
+    if tls.insecure_skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def split_endpoint(endpoint: str, default_port: int) -> tuple[str, int]:
+    """``host:port``, ``[::1]:port``, ``host`` or ``scheme://host:port`` -> (host, port)."""
+    text = endpoint.split("://", 1)[-1].rstrip("/")
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.lstrip(":")
+        return host, int(port) if port else default_port
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        return text, default_port
+    return host, int(port)

@@ -208,10 +208,13 @@ class Aggregator:
         delay = max(0.0, state.quiet_at - loop.time())
         state.timer = loop.call_later(delay, self._release, name)
 
-    def unreachable(self, name: str, message: str) -> None:
-        """A provider cannot read its source; its last configuration stays live."""
+    def unreachable(self, name: str, message: str | None) -> None:
+        """A provider cannot read its source (``None``: it can again); nothing else changes."""
         state = self.providers[name]
-        if state.unreachable != message:
+        if message is None:
+            if state.unreachable is not None:
+                log.info("provider %s: reading its source again", name)
+        elif state.unreachable != message:
             log.error("provider %s: %s; its last configuration stays live", name, message)
         state.unreachable = message
 
