@@ -48,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="start the proxy")
     _config_option(run)
+    run.add_argument(
+        "--workers",
+        type=_worker_count,
+        default=1,
+        metavar="N",
+        help="worker processes sharing the ports with SO_REUSEPORT (default 1)",
+    )
     check = commands.add_parser(
         "check", help="validate a configuration without starting anything (dry run)"
     )
@@ -138,8 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     turnout_logging.configure(static.log.level)
     from proxy.runtime.instance import Instance  # the engine is imported only to run
 
-    instance = Instance(static, name, base)
-    return uvloop.run(instance.run())
+    if args.workers == 1:
+        return uvloop.run(Instance(static, name, base).run())
+    from proxy.workers import Supervisor
+
+    def run_worker(index: int) -> int:
+        return uvloop.run(Instance(static, name, base, reuse_port=True).run())
+
+    return Supervisor(args.workers, run_worker).run()
 
 
 async def _check(
@@ -302,6 +315,16 @@ def _excuse_unread_references(report: Any, unread: set[str]) -> None:
         else:
             kept.append(issue)
     report.errors[:] = kept
+
+
+def _worker_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1 <= count <= 256:
+        raise argparse.ArgumentTypeError("must be between 1 and 256")
+    return count
 
 
 def run() -> None:

@@ -75,13 +75,15 @@ class EntryPoint:
             self._trust_cache[ip] = cached
         return cached
 
-    async def start(self, loop: asyncio.AbstractEventLoop) -> None:
+    async def start(self, loop: asyncio.AbstractEventLoop, *, reuse_port: bool = False) -> None:
+        """Listen; ``reuse_port`` lets several worker processes share the port."""
         host = self.host or None  # ":8000" listens on every interface, as in Traefik
         self.server = await loop.create_server(
             lambda: HttpConnection(self),
             host,
             self.port,
             reuse_address=True,
+            reuse_port=reuse_port or self.config.reuse_port,
             backlog=4096,
         )
 

