@@ -214,8 +214,10 @@ class Aggregator:
         if message is None:
             if state.unreachable is not None:
                 log.info("provider %s: reading its source again", name)
-        elif state.unreachable != message:
+        elif state.unreachable is None:
             log.error("provider %s: %s; its last configuration stays live", name, message)
+        else:
+            log.debug("provider %s: still unreachable: %s", name, message)
         state.unreachable = message
 
     def _release(self, name: str) -> None:
@@ -254,6 +256,11 @@ class Aggregator:
         if isinstance(update, ConfigError):
             self._refuse(state, list(update.issues), None)
             return False
+        if update == state.accepted:
+            # Back to what is live (a refused change undone): nothing to build.
+            state.pending = None
+            state.last_error = None
+            return True
         snapshot, issues = await self._build_off_loop(self.configs((name, update)))
         if issues:
             self._refuse(state, issues, update)
