@@ -5,9 +5,13 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Debian packages the test suite and benchmarks start themselves.
-DEB_PACKAGES := wrk nginx-light haproxy redis-server etcd-server etcd-client
-DEB_BINARIES := wrk nginx haproxy redis-server etcd etcdctl
+# Debian packages the test suite and benchmarks start themselves (caddy: the Go
+# peer proxy in the benchmarks; libnginx-mod-stream: nginx's TCP relay, a peer in
+# the TCP benchmarks). DEB_FILES are checked like DEB_BINARIES, for packages
+# that ship no binary.
+DEB_PACKAGES := wrk nginx-light haproxy redis-server etcd-server etcd-client caddy libnginx-mod-stream
+DEB_BINARIES := wrk nginx haproxy redis-server etcd etcdctl caddy
+DEB_FILES := /usr/lib/nginx/modules/ngx_stream_module.so
 
 .PHONY: run test bench lint deps-debian clean
 
@@ -20,9 +24,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
+# The tests also draw the benchmark chart once, so they install the `bench` extra too.
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $@ $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $@ $(VENV)/.installed $(VENV)/.installed-bench
 
 run: $(VENV)/.installed
 	$(BIN)/turnout run
@@ -31,6 +36,7 @@ run: $(VENV)/.installed
 # as another user it leaves them to you (tests that need them then skip, or fail in CI).
 deps-debian:
 	@missing=""; for b in $(DEB_BINARIES); do command -v $$b >/dev/null 2>&1 || PATH="$$PATH:/usr/sbin" command -v $$b >/dev/null 2>&1 || missing="$$missing $$b"; done; \
+	for f in $(DEB_FILES); do [ -e $$f ] || missing="$$missing $$f"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			echo "installing Debian packages for:$$missing"; \
@@ -48,7 +54,13 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: $(VENV)/.installed deps-debian
+# The chart (PNG) needs matplotlib, the optional `bench` extra.
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $@ $(VENV)/.installed
+
+# `make bench BENCH_ARGS="--scenarios small-get --duration 5"`: see benchmarks/README.md.
+bench: $(VENV)/.installed-bench deps-debian
 	PATH="$$PATH:/usr/sbin" $(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:

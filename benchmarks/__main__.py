@@ -1,24 +1,24 @@
 """python -m benchmarks: Turnout against the bare backend and peer proxies.
 
-Starts a backend (nginx if installed, else the bundled uvloop server) and each
-target on free 127.0.0.1 ports in a temporary directory, runs every scenario
-with the targets interleaved per repetition, prints a table of medians and saves
-JSON to benchmarks/results/ (timestamped and latest.json). Nothing is asserted
-about speed. Exit status: 0 ok, 1 a target failed to start or to serve, 2 bad
-command line, 130 interrupted.
+Starts the backends (nginx if installed, else the bundled uvloop server; the
+bundled WebSocket and TCP servers when needed) and each target on free 127.0.0.1
+ports in a temporary directory, runs every scenario with the targets interleaved
+per repetition, prints a table of medians and saves JSON and a PNG chart to
+benchmarks/results/ (timestamped, and latest.json / latest.png). Nothing is
+asserted about speed. Exit status: 0 ok, 1 a target failed to start or to serve,
+2 bad command line or a run over --max-minutes, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shlex
 import signal
 import sys
 from pathlib import Path
 from types import FrameType
 
-from benchmarks import report, wrk
+from benchmarks import chart, report, wrk
 from benchmarks.procs import StartError, find_binary
 from benchmarks.runner import Options, Runner
 from benchmarks.scenarios import DEFAULT_SCENARIOS, SCENARIOS, get_scenarios
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_csv,
         default=DEFAULT_SCENARIOS,
         help=f"comma-separated, from: {', '.join(s.name for s in SCENARIOS)} "
-        f"(default: {','.join(DEFAULT_SCENARIOS)})",
+        "(default: all); run in that order, whatever order is given",
     )
     ap.add_argument(
         "--targets",
@@ -53,6 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=TARGET_NAMES,
         help=f"comma-separated, from: {', '.join(TARGET_NAMES)} (default: all; "
         "those not installed are skipped)",
+    )
+    ap.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin every scenario: the proxy on CPU 0 (taskset), load generator and "
+        "backends on CPU 1 (the `pinned` scenario is pinned anyway)",
+    )
+    ap.add_argument(
+        "--idle-connections",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="idle keep-alive connections held during idle-heavy (default 1000, max 10000)",
     )
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per run (default 10)")
     ap.add_argument("--repetitions", type=int, default=3, help="runs per target (default 3)")
@@ -98,7 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=report.RESULTS_DIR,
         help="where to write JSON (default benchmarks/results)",
     )
-    ap.add_argument("--no-save", action="store_true", help="print only; write no JSON")
+    ap.add_argument("--no-save", action="store_true", help="print only; write no JSON or PNG")
+    ap.add_argument("--no-chart", action="store_true", help="write the JSON but no PNG chart")
+    ap.add_argument(
+        "--peers-when-turnout-skips",
+        action="store_true",
+        help="still measure the peers in scenarios skipped because Turnout cannot run "
+        "them yet (middlewares)",
+    )
     ap.add_argument(
         "--keep-tmp",
         action="store_true",
@@ -109,17 +129,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _list() -> None:
-    print("scenarios:")
+    print("scenarios (setup):")
     for s in SCENARIOS:
-        mark = "*" if s.name in DEFAULT_SCENARIOS else " "
-        print(f" {mark} {s.name:<12} {s.description}")
+        print(f"   {s.name:<12} {s.description} ({s.setup})")
     print("targets:")
     for cls in TARGETS:
-        reason = cls().unavailable()
-        print(f"   {cls.name:<12} {'available' if reason is None else 'unavailable: ' + reason}")
+        t = cls()
+        reason = t.unavailable()
+        na = [f"{s}: {r}" for s in ("tcp", "routers-10k") if (r := t.supports(s))]
+        state = "available" if reason is None else "unavailable: " + reason
+        print(f"   {cls.name:<12} {state}{'; n/a ' + '; '.join(na) if na else ''}")
     print(
-        f"loadgen auto -> {'wrk' if wrk.available() else 'bundled'}; "
-        f"backend auto -> {'nginx' if find_binary('nginx') else 'bundled'}"
+        f"loadgen auto -> {'wrk' if wrk.available() else 'bundled'} (WebSocket and TCP: "
+        f"bundled); backend auto -> {'nginx' if find_binary('nginx') else 'bundled'}; "
+        f"chart: {'matplotlib' if chart.available() else 'none (' + chart.INSTALL_HINT + ')'}"
     )
 
 
@@ -148,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--connections must be in [1, 10000]")
     if not 1 <= args.threads <= 64:
         ap.error("--threads must be in [1, 64]")
+    if not 1 <= args.idle_connections <= 10000:
+        ap.error("--idle-connections must be in [1, 10000]")
+    if not 0 < args.max_minutes <= 24 * 60:
+        ap.error("--max-minutes must be in (0, 1440]")
     if not targets:
         ap.error("no targets selected")
     for t in targets:
@@ -170,13 +197,24 @@ def main(argv: list[str] | None = None) -> int:
         backend=args.backend,
         keep_tmp=args.keep_tmp,
         max_minutes=args.max_minutes,
+        idle_connections=args.idle_connections,
+        pin=args.pin,
+        peers_when_turnout_skips=args.peers_when_turnout_skips,
     )
     runnable = [t for t in targets if t.unavailable() is None]
-    estimate = dataclasses.replace(opts, targets=runnable).estimate_seconds()
+    for t in targets:
+        if t not in runnable:
+            print(f"skipping {t.name}: {t.unavailable()}", file=sys.stderr)
+    try:
+        runner = Runner(opts)
+        estimate = runner.estimate_seconds()  # runs `turnout check` for gated setups
+    except StartError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(
         f"Estimated run time: ~{_fmt_secs(estimate)} "
-        f"({len(scenarios)} scenario(s) x {len(runnable)} target(s) x {args.repetitions} "
-        f"repetition(s) x ({args.duration:g} s + {args.warmup:g} s warm-up)); "
+        f"({len(scenarios)} scenario(s) x up to {len(runnable)} target(s) x {args.repetitions} "
+        f"repetition(s) x ({args.duration:g} s + {args.warmup:g} s warm-up), plus starts); "
         f"loadgen {opts.resolved_loadgen()}",
         file=sys.stderr,
         flush=True,
@@ -191,7 +229,6 @@ def main(argv: list[str] | None = None) -> int:
 
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     old_hup = signal.signal(signal.SIGHUP, _raise_interrupt)
-    runner = Runner(opts)
     try:
         doc = runner.run()
     except KeyboardInterrupt:
@@ -208,6 +245,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_save:
         path = report.save(doc, args.results_dir)
         print(f"\nsaved {path} (and latest.json)")
+        if not args.no_chart:
+            try:
+                png = report.save_chart(doc, args.results_dir)
+            except Exception as exc:  # a chart must never fail the run
+                print(f"no chart: drawing failed: {type(exc).__name__}: {exc}")
+            else:
+                print(f"saved {png} (and latest.png)" if png else chart.INSTALL_HINT)
     return 1 if runner.failed else 0
 
 

@@ -1,8 +1,9 @@
 """Bundled benchmark backend: uvloop + httptools, keep-alive, prebuilt responses.
 
 Used when nginx is not installed. Serves the same resources as the nginx backend:
-  /1m   -> 1 MiB of bytes (application/octet-stream)
-  other -> 200 "hello world\\n" (12 bytes)
+  /1m     -> 1 MiB of bytes (application/octet-stream)
+  /upload -> 200 "ok\\n" once the whole request body has been read (POST uploads)
+  other   -> 200 "hello world\\n" (12 bytes)
 
 Run: python -m benchmarks.backend --port PORT [--host 127.0.0.1]
 """
@@ -20,6 +21,8 @@ import uvloop
 SMALL_BODY = b"hello world\n"
 LARGE_PATH = b"/1m"
 LARGE_SIZE = 1 << 20
+UPLOAD_PATH = "/upload"
+UPLOAD_BODY = b"ok\n"
 
 
 def large_body() -> bytes:
@@ -43,25 +46,28 @@ def _response(body: bytes, content_type: bytes, keep_alive: bool) -> bytes:
 
 
 _LARGE = large_body()
-RESPONSES: dict[tuple[bool, bool], bytes] = {
-    (large, ka): _response(
-        _LARGE if large else SMALL_BODY,
-        b"application/octet-stream" if large else b"text/plain",
-        ka,
-    )
-    for large in (False, True)
+SMALL, LARGE, UPLOAD = 0, 1, 2
+_BODIES = {
+    SMALL: (SMALL_BODY, b"text/plain"),
+    LARGE: (_LARGE, b"application/octet-stream"),
+    UPLOAD: (UPLOAD_BODY, b"text/plain"),
+}
+RESPONSES: dict[tuple[int, bool], bytes] = {
+    (kind, ka): _response(body, ctype, ka)
+    for kind, (body, ctype) in _BODIES.items()
     for ka in (False, True)
 }
+_UPLOAD = UPLOAD_PATH.encode()
 BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
 class BackendProtocol(asyncio.Protocol):
-    __slots__ = ("large", "parser", "transport")
+    __slots__ = ("kind", "parser", "transport")
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
-        self.large = False
+        self.kind = SMALL
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -75,14 +81,19 @@ class BackendProtocol(asyncio.Protocol):
             self._write_close(BAD_REQUEST)
 
     def on_url(self, url: bytes) -> None:
-        self.large = url == LARGE_PATH or url.startswith(LARGE_PATH + b"?")
+        path = url.split(b"?", 1)[0]
+        self.kind = LARGE if path == LARGE_PATH else UPLOAD if path == _UPLOAD else SMALL
+
+    # Request bodies (uploads) are read and dropped: httptools hands them to
+    # on_body, which this class does not define; the answer waits for
+    # on_message_complete, that is for the last body byte.
 
     def on_message_complete(self) -> None:
         t = self.transport
         if t is None or t.is_closing():
             return
         ka = self.parser.should_keep_alive()
-        t.write(RESPONSES[(self.large, ka)])
+        t.write(RESPONSES[(self.kind, ka)])
         if not ka:
             t.close()
 

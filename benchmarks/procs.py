@@ -72,17 +72,80 @@ class HttpReply:
     body: bytes
 
 
-def http_get(port: int, path: str = "/", timeout: float = 2.0) -> HttpReply:
-    """One GET over a fresh connection (Connection: close), bounded by `timeout`."""
+def http_get(
+    port: int,
+    path: str = "/",
+    timeout: float = 2.0,
+    host: str | None = None,
+    method: str = "GET",
+    body: bytes | None = None,
+) -> HttpReply:
+    """One request over a fresh connection, bounded by `timeout` (GET unless told)."""
     import http.client
 
     conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
     try:
-        conn.request("GET", path, headers={"Host": f"{LOOPBACK}:{port}"})
+        conn.request(method, path, body=body, headers={"Host": host or f"{LOOPBACK}:{port}"})
         resp = conn.getresponse()
         return HttpReply(resp.status, resp.read())
     finally:
         conn.close()
+
+
+def tcp_echo(port: int, payload: bytes = b"ping", timeout: float = 2.0) -> bytes:
+    """Connect, send `payload`, read back as many bytes (an echo check), bounded."""
+    deadline = time.monotonic() + timeout
+    with socket.create_connection((LOOPBACK, port), timeout=timeout) as s:
+        s.sendall(payload)
+        got = b""
+        while len(got) < len(payload):
+            s.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        return got
+
+
+def set_affinity(pids: Sequence[int], cpus: set[int]) -> None:
+    """Pin every thread of `pids` and their descendants to `cpus` (like `taskset -a -p`)."""
+    for root in pids:
+        for pid in process_tree(root):
+            try:
+                tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+            except OSError:
+                continue
+            for tid in tids:
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(tid, cpus)
+
+
+def rss_bytes(pid: int) -> int:
+    """VmRSS (current resident set) of one process, in bytes (0 if unknown)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def tree_rss_bytes(pids: Sequence[int]) -> int:
+    return sum(rss_bytes(p) for root in pids for p in process_tree(root))
+
+
+def raise_fd_limit() -> int:
+    """Raise our soft RLIMIT_NOFILE to the hard limit (children inherit it); return it."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    return int(soft)
 
 
 class Server:
@@ -127,25 +190,54 @@ class Server:
         parts = [p for p in (err, out) if p]
         return "\n".join(parts) if parts else "(no output)"
 
+    def _exited(self, port: int) -> StartError:
+        return StartError(
+            f"{self.name} exited with code {self.proc.returncode} before answering "
+            f"on {LOOPBACK}:{port}\ncommand: {' '.join(self.cmd)}\n"
+            f"--- output ---\n{self.output()}"
+        )
+
+    def wait_tcp(self, port: int, timeout: float = 15.0, echo: bool = True) -> None:
+        """Poll until `port` accepts a connection (and echoes a few bytes, if `echo`)."""
+        deadline = time.monotonic() + timeout
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            if not self.running():
+                raise self._exited(port)
+            try:
+                if echo:
+                    got = tcp_echo(port, b"ping", timeout=1.0)
+                    if got == b"ping":
+                        return
+                    last = f"echoed {got!r}"
+                else:
+                    with socket.create_connection((LOOPBACK, port), timeout=1.0):
+                        return
+            except OSError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            time.sleep(0.05)
+        raise StartError(
+            f"{self.name} did not {'echo' if echo else 'accept'} on {LOOPBACK}:{port} within "
+            f"{timeout:.0f}s (last: {last})\ncommand: {' '.join(self.cmd)}\n"
+            f"--- output ---\n{self.output()}"
+        )
+
     def wait_http(
         self,
         port: int,
         path: str = "/",
         timeout: float = 15.0,
         want_status: int | None = 200,
+        host: str | None = None,
     ) -> HttpReply:
         """Poll until `port` answers a GET (with `want_status` if given)."""
         deadline = time.monotonic() + timeout
         last = "no answer yet"
         while time.monotonic() < deadline:
             if not self.running():
-                raise StartError(
-                    f"{self.name} exited with code {self.proc.returncode} before answering "
-                    f"on {LOOPBACK}:{port}\ncommand: {' '.join(self.cmd)}\n"
-                    f"--- output ---\n{self.output()}"
-                )
+                raise self._exited(port)
             try:
-                reply = http_get(port, path, timeout=1.0)
+                reply = http_get(port, path, timeout=1.0, host=host)
             except (OSError, ValueError) as exc:  # http.client errors are OSError/ValueError
                 last = f"{type(exc).__name__}: {exc}"
             else:
@@ -174,7 +266,10 @@ class Server:
 
 
 def run_bounded(
-    cmd: Sequence[str], timeout: float, env: Mapping[str, str] | None = None
+    cmd: Sequence[str],
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a short-lived tool (load generator) with a hard timeout, killing it on any exit."""
     proc = subprocess.Popen(
@@ -184,6 +279,7 @@ def run_bounded(
         stderr=subprocess.PIPE,
         text=True,
         env=dict(env) if env is not None else None,
+        cwd=cwd,
         start_new_session=True,
     )
     try:

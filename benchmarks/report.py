@@ -12,6 +12,7 @@ from benchmarks.record import NOISY_CORES
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 COLUMNS = ("target", "req/s", "p50 ms", "p99 ms", "CPU s/10k", "RSS MiB", "vs direct")
+MIB = 2**20
 
 
 def _f(value: float | None, fmt: str) -> str:
@@ -19,11 +20,25 @@ def _f(value: float | None, fmt: str) -> str:
 
 
 def scenario_table(sc: dict[str, Any]) -> str:
+    s = sc["scenario"]
+    title = f"== {s['name']}: {s['description']}, {sc['connections']} connections"
+    if sc.get("idle_connections"):
+        title += f" (+{sc['idle_connections']:,} idle)"
+    if s.get("pinned"):
+        title += ", pinned"
+    if sc.get("loadgen"):
+        title += f"; loadgen {sc['loadgen']}"
+    if sc.get("skipped"):
+        return f"{title}\nSKIPPED: {sc['skipped']}"
     ratios: dict[str, float] = sc["ratio_to_direct"]
     rows: list[tuple[str, ...]] = []
     notes: list[str] = []
     for name, tr in sc["targets"].items():
         m = tr["median"]
+        if tr.get("skipped"):
+            rows.append((name, "n/a", "", "", "", "", ""))
+            notes.append(f"  {name}: {tr['skipped']}")
+            continue
         if m is None:
             reason = (tr["error"] or "no successful run").splitlines()[0]
             rows.append((name, "failed", "", "", "", "", ""))
@@ -48,8 +63,21 @@ def scenario_table(sc: dict[str, Any]) -> str:
             )
         if m["errors"] or m["non_2xx"]:
             notes.append(f"  {name}: {m['errors']} errors, {m['non_2xx']} non-2xx responses")
+        if m.get("idle_connections") is not None:
+            delta = m.get("idle_rss_delta_bytes")
+            total = m.get("idle_rss_bytes")
+            mem = (
+                f"RSS {total / MIB:.1f} MiB with them open, +{delta / MIB:.1f} MiB for them"
+                if delta is not None and total
+                else "RSS not measured (no proxy process)"
+            )
+            notes.append(
+                f"  {name}: {m['idle_connections']:,} idle connections held; {mem}; "
+                f"{m['idle_still_open']:,} still open at the end"
+            )
+    columns = (COLUMNS[0], s.get("unit", "req/s"), *COLUMNS[2:])
     widths = [
-        max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(COLUMNS)
+        max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)
     ]
 
     def line(cells: tuple[str, ...]) -> str:
@@ -57,14 +85,23 @@ def scenario_table(sc: dict[str, Any]) -> str:
         rest = "  ".join(c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))
         return f"{first}  {rest}"
 
-    s = sc["scenario"]
-    out = [
-        f"== {s['name']}: {s['description']}, {sc['connections']} connections",
-        line(COLUMNS),
-        line(tuple("-" * w for w in widths)),
-    ]
+    out = [title, line(columns), line(tuple("-" * w for w in widths))]
     out += [line(r) for r in rows]
-    vs = sc["turnout_vs_peers"]
+    vs = dict(sc["turnout_vs_peers"])
+    w2 = vs.pop("turnout-w2", None)
+    if w2 and w2.get("requests_per_s"):
+        lg = sc["targets"].get("turnout-w2", {}).get("median", {}).get("loadgen_cores")
+        threads = sc.get("loadgen_threads") or 1
+        bound = (
+            f"; the load generator used {lg:.2f} CPUs of its {threads} thread(s)"
+            + (", so it was likely the limit" if lg >= 0.9 * threads else "")
+            if lg
+            else ""
+        )
+        out.append(
+            f"scaling: turnout-w2 / turnout req/s {1 / w2['requests_per_s']:.2f}x "
+            f"(2 workers against 1{bound})"
+        )
     if vs:
         out.append("turnout / peer:")
         for peer, r in vs.items():
@@ -87,14 +124,17 @@ def render(doc: dict[str, Any]) -> str:
     head = (
         f"Turnout benchmarks  {doc['started']}  commit {(doc['host']['git_commit'] or '?')[:10]}"
         f"{' (dirty)' if doc['host']['git_dirty'] else ''}\n"
-        f"loadgen {doc['loadgen']['name']} x{o['threads']}, backend {doc['backend']['version']}, "
+        f"loadgen {doc['loadgen']['name']} x{o['threads']}, backend {doc['backend']['version']}"
+        f" (uploads: {doc['backend'].get('uploads', '?')}), "
         f"{o['repetitions']} x {o['duration_s']:g} s (+{o['warmup_s']:g} s warm-up), medians; "
         f"{doc['host']['cpus']} CPUs, {doc['host']['cpu_model'] or 'unknown CPU'}"
     )
     skipped = [
         f"{n} ({t['reason']})" for n, t in doc["targets"].items() if t["status"] == "skipped"
     ]
-    failed = [n for n, t in doc["targets"].items() if t["status"] == "failed"]
+    failed = [
+        f"{n} ({', '.join(t['errors'])})" for n, t in doc["targets"].items() if t.get("errors")
+    ]
     parts = [head]
     if skipped:
         parts.append("skipped: " + "; ".join(skipped))
@@ -107,20 +147,36 @@ def render(doc: dict[str, Any]) -> str:
         parts.append(scenario_table(sc))
     parts.append("")
     parts.append(
-        "CPU s/10k: the proxy's user+system CPU seconds per 10,000 requests; "
-        "RSS: peak resident memory (VmHWM)."
+        "CPU s/10k: the proxy's user+system CPU seconds per 10,000 requests (messages, "
+        "transfers); RSS: peak resident memory (VmHWM) of the proxy's processes; "
+        "MiB/s in tcp-bulk: 1 MiB transfers per second."
     )
     return "\n".join(parts)
 
 
+def stamp(doc: dict[str, Any]) -> str:
+    return datetime.fromisoformat(doc["started"]).strftime("%Y%m%d-%H%M%S")
+
+
 def save(doc: dict[str, Any], results_dir: Path = RESULTS_DIR) -> Path:
     results_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.fromisoformat(doc["started"]).strftime("%Y%m%d-%H%M%S")
-    path = results_dir / f"{stamp}.json"
+    path = results_dir / f"{stamp(doc)}.json"
     text = json.dumps(doc, indent=2, sort_keys=False) + "\n"
     path.write_text(text)
     latest = results_dir / "latest.json"
     tmp = results_dir / ".latest.json.tmp"
     tmp.write_text(text)
     tmp.replace(latest)
+    return path
+
+
+def save_chart(doc: dict[str, Any], results_dir: Path = RESULTS_DIR) -> Path | None:
+    """Draw the PNG chart next to the JSON (and latest.png); None without matplotlib."""
+    from benchmarks import chart
+
+    path = chart.draw(doc, results_dir / f"{stamp(doc)}.png")
+    if path is not None:
+        import shutil
+
+        shutil.copyfile(path, results_dir / "latest.png")
     return path

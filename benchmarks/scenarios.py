@@ -1,23 +1,64 @@
-"""Load scenarios. Add one by appending a Scenario to SCENARIOS."""
+"""Load scenarios. Add one by appending a Scenario to SCENARIOS.
+
+A scenario says what load is sent (`kind`: HTTP, WebSocket echo, TCP echo or TCP
+bulk), at which path / listener, and which *setup* the targets need (`setup`):
+targets are (re)started whenever consecutive scenarios need a different setup, so
+scenarios sharing one are run back to back without restarts.
+
+Setups:
+- http         one catch-all route to the HTTP backend (/, /1m, /upload);
+- routers-10k  10,000 Host routers, each to its own service, the benched one among them;
+- middlewares  the catch-all route behind a typical chain (IP allow-list, rate limit, headers);
+- websocket    a catch-all route to the bundled WebSocket echo backend;
+- tcp          two TCP relays: to the bundled echo server and to the bulk server.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from benchmarks.backend import LARGE_SIZE, SMALL_BODY
+from benchmarks.backend import LARGE_SIZE, SMALL_BODY, UPLOAD_BODY, UPLOAD_PATH
 from benchmarks.backends import LARGE_URL_PATH
+
+UPLOAD_SIZE = 64 * 1024
+WS_MESSAGE_SIZE = 64
+TCP_MESSAGE_SIZE = 64
+TCP_BULK_SIZE = 1 << 20
+ROUTER_COUNT = 10_000
+BENCH_ROUTER = ROUTER_COUNT // 2  # the benched router sits in the middle of the table
+
+
+def router_host(i: int) -> str:
+    return f"r{i:05d}.bench.test"
+
+
+BENCH_HOST = router_host(BENCH_ROUTER)
+
+SETUPS = ("http", "routers-10k", "middlewares", "websocket", "tcp")
 
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
     name: str
     description: str
-    path: str
-    body_size: int  # expected response body length, checked before measuring
+    path: str = "/"
+    body_size: int = len(SMALL_BODY)  # expected response body length, checked first
+    kind: str = "http"  # http | ws | tcp-echo | tcp-bulk
+    setup: str = "http"  # see SETUPS
     keepalive: bool = True  # False: a new connection per request
     connections: int | None = None  # None: the --connections option
     expected_body: bytes | None = None  # exact body to check, when small
+    method: str = "GET"
+    request_body_size: int = 0  # POST body bytes per request
+    host_header: str | None = None  # None: 127.0.0.1:PORT
+    message_size: int = 0  # ws / tcp-echo message bytes; tcp-bulk bytes per transfer
+    idle: bool = False  # hold --idle-connections idle keep-alive connections during the run
+    pinned: bool = False  # proxy on one CPU, load generator and backend on another
+    unit: str = "req/s"
+    # Set when Turnout cannot run the setup yet: skip the whole scenario (True) or
+    # only Turnout's rows, still measuring the peers (False).
+    skip_all_without_turnout: bool = False
 
     def conns(self, default: int) -> int:
         return self.connections or default
@@ -40,8 +81,12 @@ SCENARIOS: list[Scenario] = [
     Scenario(
         name="small-get",
         description="GET /, 12-byte body, keep-alive",
-        path="/",
-        body_size=len(SMALL_BODY),
+        expected_body=SMALL_BODY,
+    ),
+    Scenario(
+        name="new-conn",
+        description="GET /, 12-byte body, new connection per request",
+        keepalive=False,
         expected_body=SMALL_BODY,
     ),
     Scenario(
@@ -51,23 +96,81 @@ SCENARIOS: list[Scenario] = [
         body_size=LARGE_SIZE,
     ),
     Scenario(
-        name="new-conn",
-        description="GET /, 12-byte body, new connection per request",
-        path="/",
-        body_size=len(SMALL_BODY),
-        keepalive=False,
+        name="post-64k",
+        description="POST /upload, 64 KiB request body read by the backend, keep-alive",
+        path=UPLOAD_PATH,
+        method="POST",
+        request_body_size=UPLOAD_SIZE,
+        body_size=len(UPLOAD_BODY),
+        expected_body=UPLOAD_BODY,
+    ),
+    Scenario(
+        name="idle-heavy",
+        description="GET / on the active connections while --idle-connections idle "
+        "keep-alive connections stay open",
         expected_body=SMALL_BODY,
+        idle=True,
+    ),
+    Scenario(
+        name="pinned",
+        description="GET /, keep-alive; proxy pinned to one CPU, load generator and "
+        "backend to another",
+        expected_body=SMALL_BODY,
+        pinned=True,
+    ),
+    Scenario(
+        name="routers-10k",
+        description=f"GET / with Host {BENCH_HOST}, one of 10,000 Host routers",
+        setup="routers-10k",
+        host_header=BENCH_HOST,
+        expected_body=SMALL_BODY,
+    ),
+    Scenario(
+        name="middlewares",
+        description="GET / through a chain: IP allow-list, rate limit, request and "
+        "response headers",
+        setup="middlewares",
+        expected_body=SMALL_BODY,
+        skip_all_without_turnout=True,
+    ),
+    Scenario(
+        name="websocket",
+        description=f"WebSocket echo, {WS_MESSAGE_SIZE}-byte binary messages, one in "
+        "flight per connection",
+        setup="websocket",
+        kind="ws",
+        message_size=WS_MESSAGE_SIZE,
+        unit="msg/s",
+    ),
+    Scenario(
+        name="tcp-small",
+        description=f"TCP relay, {TCP_MESSAGE_SIZE}-byte messages echoed, one in flight "
+        "per connection",
+        setup="tcp",
+        kind="tcp-echo",
+        message_size=TCP_MESSAGE_SIZE,
+        unit="msg/s",
+    ),
+    Scenario(
+        name="tcp-bulk",
+        description="TCP relay, 1 MiB downloads (a 1-byte request, 1 MiB back)",
+        setup="tcp",
+        kind="tcp-bulk",
+        message_size=TCP_BULK_SIZE,
+        unit="MiB/s",
     ),
 ]
 SCENARIO_NAMES = [s.name for s in SCENARIOS]
-DEFAULT_SCENARIOS = ["small-get"]
+DEFAULT_SCENARIOS = list(SCENARIO_NAMES)
 
 
 def get_scenarios(names: list[str]) -> list[Scenario]:
-    by_name = {s.name: s for s in SCENARIOS}
-    unknown = [n for n in names if n not in by_name]
+    """Scenarios in SCENARIOS order (so that those sharing a setup run back to back)."""
+    if names == ["all"]:
+        return list(SCENARIOS)
+    unknown = [n for n in names if n not in SCENARIO_NAMES]
     if unknown:
         raise ValueError(
             f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(SCENARIO_NAMES)}"
         )
-    return [by_name[n] for n in names]
+    return [s for s in SCENARIOS if s.name in names]

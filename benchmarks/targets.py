@@ -1,10 +1,17 @@
 """What the load is pointed at: the backend directly, Turnout, and peer proxies.
 
-A target is a small class: `unavailable()` says why it cannot run here (or None),
-`start()` writes its configuration in its own directory under the run's temporary
-directory, starts it on a free 127.0.0.1 port and waits until it answers, `pids()`
-names the processes whose CPU and memory are measured, `stop()` stops them by pid.
-To add a peer, subclass Target and append it to TARGETS.
+A target is a small class: `unavailable()` says why it cannot run here at all (or
+None), `supports(setup)` why it has no equivalent for one setup (n/a), `start()`
+writes its configuration for a setup (see scenarios.SETUPS) in its own directory
+under the run's temporary directory, starts it on free 127.0.0.1 ports (through
+`taskset` when the setup is pinned) and waits until it answers, `pids()` names the
+processes whose CPU and memory are measured, `stop()` stops them by pid. To add a
+peer, subclass Target and append it to TARGETS.
+
+Fair settings, the same for every peer: one worker / one thread / GOMAXPROCS=1
+(second rows: Turnout --workers 2, Caddy GOMAXPROCS=2), keep-alive to the backend,
+no access log, default buffer sizes, limits raised only as far as the connection
+count of the run needs.
 """
 
 from __future__ import annotations
@@ -12,12 +19,39 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from benchmarks.backends import Backend, start_nginx
-from benchmarks.procs import LOOPBACK, Server, find_binary, free_port
+from benchmarks.backends import STREAM_MODULE, Ports, start_nginx
+from benchmarks.procs import LOOPBACK, Server, StartError, find_binary, free_port, run_bounded
+from benchmarks.scenarios import BENCH_HOST, ROUTER_COUNT, Scenario, router_host
 
 START_TIMEOUT = 20.0
+START_TIMEOUT_10K = 90.0  # 10,000 routers take a while to compile (and Caddy to provision)
+CHECK_TIMEOUT = 60.0
+
+
+@dataclass(slots=True)
+class Setup:
+    """What the targets are started for: one of scenarios.SETUPS, pinned or not."""
+
+    name: str = "http"
+    pinned: bool = False
+    # Idle-heavy scenarios get freshly started targets, so that the memory the idle
+    # connections cost is measured against a fresh baseline.
+    idle: bool = False
+    ports: Ports = field(default_factory=Ports)
+    max_connections: int = 1000  # client connections the run will hold at once, at most
+    proxy_cpu: int = 0  # with `pinned`: the CPU the proxy runs on
+    routers: int = ROUTER_COUNT  # routers-10k: the table's size (smaller only in tests)
+
+    @property
+    def key(self) -> str:
+        return self.name + ("-pinned" if self.pinned else "") + ("-idle" if self.idle else "")
+
+    def probe_host(self) -> str | None:
+        return BENCH_HOST if self.name == "routers-10k" else None
 
 
 def _toml_str(value: str) -> str:
@@ -44,9 +78,10 @@ class Target:
     binary: str | None = None
 
     def __init__(self) -> None:
-        self.port = 0
+        self.ports: dict[str, int] = {}
         self.server: Server | None = None
         self.workdir: Path | None = None
+        self._version: str | None = None
 
     # -- what subclasses provide ---------------------------------------------------
     def unavailable(self) -> str | None:
@@ -54,24 +89,55 @@ class Target:
             return f"`{self.binary}` is not installed"
         return None
 
-    def command(self, workdir: Path, backend: Backend) -> tuple[list[str], dict[str, str] | None]:
+    def supports(self, setup: str) -> str | None:
+        """Why this target has no equivalent of `setup` (None: it has one)."""
+        return None
+
+    def command(self, workdir: Path, setup: Setup) -> tuple[list[str], dict[str, str] | None]:
         """Write configuration into `workdir`; return (argv, env or None)."""
         raise NotImplementedError
 
-    def version(self) -> str:
+    def _version_text(self) -> str:
         return "unknown"
 
     # -- shared machinery ----------------------------------------------------------
-    def start(self, workdir: Path, backend: Backend) -> None:
-        self.workdir = workdir / self.name
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        cmd, env = self.command(self.workdir, backend)
-        self.server = Server(self.name, cmd, self.workdir, env=env)
-        self.server.wait_http(self.port, "/", timeout=START_TIMEOUT)
+    def version(self) -> str:
+        if self._version is None:
+            self._version = self._version_text()
+        return self._version
 
-    def url(self, path: str = "/") -> str:
-        return f"http://{LOOPBACK}:{self.port}{path}"
+    def allocate_ports(self, setup: Setup) -> None:
+        if setup.name == "tcp":
+            self.ports = {"tcp-echo": free_port(), "tcp-bulk": free_port()}
+        else:
+            self.ports = {"http": free_port()}
+
+    @property
+    def port(self) -> int:
+        """The main listener (HTTP, or the TCP echo relay)."""
+        return self.ports.get("http") or self.ports.get("tcp-echo", 0)
+
+    def port_for(self, sc: Scenario) -> int:
+        if sc.kind in ("tcp-echo", "tcp-bulk"):
+            return self.ports[sc.kind]
+        return self.ports["http"]
+
+    def start(self, workdir: Path, setup: Setup) -> None:
+        self.workdir = workdir / f"{self.name}-{setup.key}"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.allocate_ports(setup)
+        cmd, env = self.command(self.workdir, setup)
+        self.server = Server(self.name, [*pin_prefix(setup), *cmd], self.workdir, env=env)
+        self.wait_ready(setup)
+
+    def wait_ready(self, setup: Setup) -> None:
+        assert self.server is not None
+        timeout = START_TIMEOUT_10K if setup.name == "routers-10k" else START_TIMEOUT
+        if setup.name == "tcp":
+            self.server.wait_tcp(self.ports["tcp-echo"], timeout=timeout)
+            self.server.wait_tcp(self.ports["tcp-bulk"], timeout=timeout, echo=False)
+        else:
+            self.server.wait_http(self.ports["http"], "/", timeout=timeout, host=setup.probe_host())
 
     def pids(self) -> list[int]:
         return [self.server.pid] if self.server else []
@@ -88,6 +154,16 @@ class Target:
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()
+            self.server = None
+
+
+def pin_prefix(setup: Setup) -> list[str]:
+    if not setup.pinned:
+        return []
+    taskset = find_binary("taskset")
+    if taskset is None:
+        raise StartError("pinned run: `taskset` (util-linux) is not installed")
+    return [taskset, "-c", str(setup.proxy_cpu)]
 
 
 class Direct(Target):
@@ -96,19 +172,36 @@ class Direct(Target):
     name = "direct"
     is_proxy = False
 
-    def start(self, workdir: Path, backend: Backend) -> None:
-        self.port = backend.port
+    def start(self, workdir: Path, setup: Setup) -> None:
+        p = setup.ports
+        if setup.name == "tcp":
+            self.ports = {"tcp-echo": p.tcp_echo, "tcp-bulk": p.tcp_bulk}
+        elif setup.name == "websocket":
+            self.ports = {"http": p.ws}
+        else:
+            self.ports = {"http": p.http}
 
     def pids(self) -> list[int]:
         return []
 
-    def version(self) -> str:
+    def _version_text(self) -> str:
         return "-"
+
+
+# --- Turnout --------------------------------------------------------------------
+
+# Why Turnout cannot run a setup yet, when `turnout check` refuses its configuration
+# as "not supported" (the issue that will bring it).
+TURNOUT_NOT_YET = {
+    "middlewares": "middlewares not built yet (issue 6)",
+    "tcp": "TCP routing not built yet (issue 7)",
+}
 
 
 class Turnout(Target):
     name = "turnout"
-    extra_args: tuple[str, ...] = ()  # e.g. ("--workers", "2"), from --turnout-args
+    extra_args: tuple[str, ...] = ()  # from --turnout-args
+    workers = 1
 
     @staticmethod
     def base_command() -> list[str]:
@@ -117,122 +210,368 @@ class Turnout(Target):
             return [str(script)]
         return [sys.executable, "-m", "proxy.cli"]
 
-    def command(self, workdir: Path, backend: Backend) -> tuple[list[str], dict[str, str] | None]:
+    def write_config(self, workdir: Path, setup: Setup) -> Path:
+        """Write static.toml and dynamic.toml for `setup`; return the static file."""
         dynamic = workdir / "dynamic.toml"
-        dynamic.write_text(
-            "[http.routers.bench]\n"
-            'rule = "PathPrefix(`/`)"\n'
-            'service = "backend"\n'
-            "\n"
-            "[http.services.backend.loadBalancer]\n"
-            "[[http.services.backend.loadBalancer.servers]]\n"
-            f'url = "http://{LOOPBACK}:{backend.port}"\n'
-        )
+        dynamic.write_text(turnout_dynamic(setup))
         static = workdir / "static.toml"
+        if setup.name == "tcp":
+            entrypoints = (
+                "[entryPoints.echo]\n"
+                f'address = "{LOOPBACK}:{self.ports["tcp-echo"]}"\n\n'
+                "[entryPoints.bulk]\n"
+                f'address = "{LOOPBACK}:{self.ports["tcp-bulk"]}"\n'
+            )
+        else:
+            entrypoints = f'[entryPoints.web]\naddress = "{LOOPBACK}:{self.ports["http"]}"\n'
+            if setup.max_connections > 9000:  # Turnout's default limit is 10,000 per entry point
+                entrypoints += (
+                    "[entryPoints.web.transport]\n"
+                    f"maxConnections = {setup.max_connections + 1000}\n"
+                )
         static.write_text(
-            "[entryPoints.web]\n"
-            f'address = "{LOOPBACK}:{self.port}"\n'
-            "\n"
+            f"{entrypoints}\n"
             "[providers.file]\n"
             f"filename = {_toml_str(str(dynamic))}\n"
             "\n"
             "[log]\n"
             'level = "ERROR"\n'
         )
-        return [*self.base_command(), "run", "-c", str(static), *self.extra_args], None
+        return static
 
-    def version(self) -> str:
+    def command(self, workdir: Path, setup: Setup) -> tuple[list[str], dict[str, str] | None]:
+        static = self.write_config(workdir, setup)
+        args = [*self.base_command(), "run", "-c", str(static), *self.extra_args]
+        if self.workers != 1:
+            args += ["--workers", str(self.workers)]
+        return args, None
+
+    def check_support(self, workdir: Path, setup: Setup) -> str | None:
+        """Run `turnout check` on the configuration of `setup`.
+
+        Returns why Turnout cannot run it yet (None if the check passes); raises
+        StartError when the check fails for another reason (a broken bench config).
+        """
+        workdir.mkdir(parents=True, exist_ok=True)
+        if not self.ports:
+            self.allocate_ports(setup)
+        static = self.write_config(workdir, setup)
+        cmd = [*self.base_command(), "check", "-c", str(static)]
+        try:
+            p = run_bounded(cmd, timeout=CHECK_TIMEOUT, cwd=workdir)
+        except subprocess.TimeoutExpired as exc:
+            raise StartError(f"`turnout check` took over {CHECK_TIMEOUT:.0f}s") from exc
+        if p.returncode == 0:
+            return None
+        out = (p.stderr + p.stdout).strip()
+        if "not supported" in out:
+            return TURNOUT_NOT_YET.get(setup.name, f"not supported yet: {out.splitlines()[0]}")
+        raise StartError(f"`turnout check` refused the {setup.name} configuration:\n{out}")
+
+    def _version_text(self) -> str:
         return _version_of([*self.base_command(), "version"])
+
+
+class TurnoutW2(Turnout):
+    """Turnout with two worker processes (SO_REUSEPORT): the scaling row."""
+
+    name = "turnout-w2"
+    workers = 2
+
+
+def _servers_toml(prefix: str, url: str) -> str:
+    return f"[[{prefix}.loadBalancer.servers]]\nurl = {_toml_str(url)}\n"
+
+
+def turnout_dynamic(setup: Setup) -> str:
+    p = setup.ports
+    backend = f"http://{LOOPBACK}:{p.http}"
+    if setup.name == "routers-10k":
+        parts = []
+        for i in range(setup.routers):
+            parts.append(
+                f'[http.routers.r{i:05d}]\nrule = "Host(`{router_host(i)}`)"\n'
+                f'service = "s{i:05d}"\n' + _servers_toml(f"http.services.s{i:05d}", backend)
+            )
+        return "\n".join(parts)
+    if setup.name == "tcp":
+        out = []
+        for name, port in (("echo", p.tcp_echo), ("bulk", p.tcp_bulk)):
+            out.append(
+                f"[tcp.routers.{name}]\n"
+                f'entryPoints = ["{name}"]\n'
+                'rule = "HostSNI(`*`)"\n'
+                f'service = "{name}"\n\n'
+                f"[[tcp.services.{name}.loadBalancer.servers]]\n"
+                f'address = "{LOOPBACK}:{port}"\n'
+            )
+        return "\n".join(out)
+    if setup.name == "websocket":
+        backend = f"http://{LOOPBACK}:{p.ws}"
+    router = '[http.routers.bench]\nrule = "PathPrefix(`/`)"\nservice = "backend"\n'
+    if setup.name == "middlewares":
+        router += 'middlewares = ["allow-local", "rate-limit", "bench-headers"]\n'
+        router += """
+[http.middlewares.allow-local.ipAllowList]
+sourceRange = ["127.0.0.0/8"]
+
+[http.middlewares.rate-limit.rateLimit]
+average = 100000000
+burst = 100000000
+
+[http.middlewares.bench-headers.headers.customRequestHeaders]
+X-Bench-Request = "1"
+
+[http.middlewares.bench-headers.headers.customResponseHeaders]
+X-Bench-Response = "1"
+"""
+    return router + "\n" + _servers_toml("http.services.backend", backend)
+
+
+# --- HAProxy --------------------------------------------------------------------
 
 
 class HAProxy(Target):
     name = "haproxy"
     binary = "haproxy"
 
-    def command(self, workdir: Path, backend: Backend) -> tuple[list[str], dict[str, str] | None]:
+    def command(self, workdir: Path, setup: Setup) -> tuple[list[str], dict[str, str] | None]:
         cfg = workdir / "haproxy.cfg"
-        cfg.write_text(f"""\
+        p = setup.ports
+        maxconn = max(4096, setup.max_connections + 100)
+        head = f"""\
 global
     nbthread 1
-    maxconn 4096
+    maxconn {maxconn}
 
 defaults
-    mode http
+    maxconn {maxconn}
     timeout connect 5s
     timeout client 30s
     timeout server 30s
+"""
+        if setup.name == "tcp":
+            body = "    mode tcp\n"
+            for name, port in (("echo", p.tcp_echo), ("bulk", p.tcp_bulk)):
+                body += f"""
+frontend {name}
+    bind {LOOPBACK}:{self.ports["tcp-" + name]}
+    default_backend {name}
+
+backend {name}
+    server s1 {LOOPBACK}:{port}
+"""
+            cfg.write_text(head + body)
+        else:
+            front = ""
+            backends = ""
+            server = p.ws if setup.name == "websocket" else p.http
+            if setup.name == "routers-10k":
+                hosts = workdir / "hosts.map"
+                hosts.write_text(
+                    "".join(f"{router_host(i)} b{i:05d}\n" for i in range(setup.routers))
+                )
+                front = f"    use_backend %[req.hdr(host),field(1,:),lower,map_str({hosts})]\n"
+                backends = "".join(
+                    f"\nbackend b{i:05d}\n    server s1 {LOOPBACK}:{p.http}\n"
+                    for i in range(setup.routers)
+                )
+            elif setup.name == "middlewares":
+                front = """\
+    http-request deny unless { src 127.0.0.0/8 }
+    stick-table type ip size 100k expire 10s store http_req_rate(1s)
+    http-request track-sc0 src
+    http-request deny deny_status 429 if { sc_http_req_rate(0) gt 100000000 }
+    http-request set-header X-Bench-Request 1
+    http-response set-header X-Bench-Response 1
+"""
+            cfg.write_text(
+                head
+                + f"""\
+    mode http
     timeout http-keep-alive 30s
+    timeout tunnel 60s
     http-reuse always
 
 frontend bench
-    bind {LOOPBACK}:{self.port}
-    default_backend backend
+    bind {LOOPBACK}:{self.ports["http"]}
+{front}    default_backend backend
 
 backend backend
-    server s1 {LOOPBACK}:{backend.port}
-""")
+    server s1 {LOOPBACK}:{server}
+{backends}"""
+            )
         haproxy = find_binary("haproxy")
         assert haproxy is not None
         # -db: foreground, no master-worker: the pid we start is the one that serves.
         return [haproxy, "-db", "-f", str(cfg)], None
 
-    def version(self) -> str:
+    def _version_text(self) -> str:
         return _version_of([find_binary("haproxy") or "haproxy", "-v"])
 
 
+# --- nginx ----------------------------------------------------------------------
+
+_NGINX_PROXY = """\
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_max_temp_file_size 0;"""
+
+
 class NginxProxy(Target):
+    """nginx as a proxy. Request bodies are buffered in memory (client_body_buffer_size
+    128k) rather than spilled to a temporary file, so 64 KiB uploads are not a disk test."""
+
     name = "nginx"
     binary = "nginx"
 
-    def start(self, workdir: Path, backend: Backend) -> None:
-        self.workdir = workdir / self.name
-        self.port = free_port()
-        body = f"""\
-    upstream backend {{
-        server {LOOPBACK}:{backend.port};
+    def supports(self, setup: str) -> str | None:
+        if setup == "tcp" and not STREAM_MODULE.is_file():
+            return "nginx stream module missing (apt-get install libnginx-mod-stream)"
+        return None
+
+    def config(self, setup: Setup) -> dict[str, Any]:
+        """start_nginx's keyword arguments for `setup` (ports already allocated)."""
+        p = setup.ports
+        main = ""
+        stream = None
+        http = ""
+        if setup.name == "tcp":
+            main = f"load_module {STREAM_MODULE};\n"
+            stream = "".join(
+                f"""\
+    server {{
+        listen {LOOPBACK}:{self.ports["tcp-" + name]} backlog=4096;
+        proxy_pass {LOOPBACK}:{port};
+    }}
+"""
+                for name, port in (("echo", p.tcp_echo), ("bulk", p.tcp_bulk))
+            )
+        elif setup.name == "routers-10k":
+            http = "    server_names_hash_max_size 32768;\n    server_names_hash_bucket_size 64;\n"
+            for i in range(setup.routers):
+                http += f"""\
+    upstream u{i:05d} {{
+        server {LOOPBACK}:{p.http};
         keepalive 64;
         keepalive_requests 10000000;
     }}
     server {{
-        listen {LOOPBACK}:{self.port} backlog=4096;
+        listen {LOOPBACK}:{self.ports["http"]}{" backlog=4096" if i == 0 else ""};
+        server_name {router_host(i)};
+        location / {{
+            proxy_pass http://u{i:05d};
+{_NGINX_PROXY}
+        }}
+    }}
+"""
+        else:
+            upstream = p.ws if setup.name == "websocket" else p.http
+            location = _NGINX_PROXY + "\n            client_body_buffer_size 128k;"
+            if setup.name == "websocket":
+                location = """\
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_read_timeout 60s;"""
+            elif setup.name == "middlewares":
+                http = "    limit_req_zone $binary_remote_addr zone=bench:1m rate=100000000r/s;\n"
+                location += """
+            allow 127.0.0.0/8;
+            deny all;
+            limit_req zone=bench burst=100000000 nodelay;
+            proxy_set_header X-Bench-Request 1;
+            add_header X-Bench-Response 1;"""
+            http += f"""\
+    upstream backend {{
+        server {LOOPBACK}:{upstream};
+        keepalive 64;
+        keepalive_requests 10000000;
+    }}
+    server {{
+        listen {LOOPBACK}:{self.ports["http"]} backlog=4096;
         location / {{
             proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_max_temp_file_size 0;
+{location}
         }}
     }}"""
-        self.server = start_nginx(self.name, self.workdir, body)
-        self.server.wait_http(self.port, "/", timeout=START_TIMEOUT)
+        return {
+            "http_body": http,
+            "main": main,
+            "stream_body": stream,
+            "connections": max(8192, 2 * setup.max_connections + 100),
+        }
 
-    def version(self) -> str:
+    def start(self, workdir: Path, setup: Setup) -> None:
+        self.workdir = workdir / f"{self.name}-{setup.key}"
+        self.allocate_ports(setup)
+        self.server = start_nginx(
+            self.name, self.workdir, **self.config(setup), prefix=pin_prefix(setup)
+        )
+        self.wait_ready(setup)
+
+    def _version_text(self) -> str:
         return _version_of([find_binary("nginx") or "nginx", "-v"])
 
 
+# --- Caddy ----------------------------------------------------------------------
+
+
 class Caddy(Target):
-    """Caddy's reverse_proxy (keep-alive by default), GOMAXPROCS=1 like the others' 1 thread."""
+    """Caddy's reverse_proxy (keep-alive to the backend by default), GOMAXPROCS=1 like
+    the others' one thread. Admin API off, config and state in the run's directory."""
 
     name = "caddy"
     binary = "caddy"
     gomaxprocs = 1
 
-    def command(self, workdir: Path, backend: Backend) -> tuple[list[str], dict[str, str] | None]:
-        cfg = workdir / "Caddyfile"
-        cfg.write_text(f"""\
-{{
+    def supports(self, setup: str) -> str | None:
+        if setup == "tcp":
+            return "no TCP proxy in Debian's caddy (needs the caddy-l4 plugin)"
+        return None
+
+    def command(self, workdir: Path, setup: Setup) -> tuple[list[str], dict[str, str] | None]:
+        p = setup.ports
+        port = self.ports["http"]
+        head = """\
+{
     admin off
     auto_https off
-    persist_config off
-    log {{
+    log {
         level ERROR
-    }}
-}}
-
-http://{LOOPBACK}:{self.port} {{
+    }
+}
+"""
+        if setup.name == "routers-10k":
+            sites = "".join(
+                f"""
+http://{router_host(i)}:{port} {{
     bind {LOOPBACK}
-    reverse_proxy {LOOPBACK}:{backend.port}
+    reverse_proxy {LOOPBACK}:{p.http}
 }}
-""")
+"""
+                for i in range(setup.routers)
+            )
+        else:
+            upstream = p.ws if setup.name == "websocket" else p.http
+            inner = f"    reverse_proxy {LOOPBACK}:{upstream}\n"
+            if setup.name == "middlewares":
+                # No rate limiter in Caddy without a plugin: the chain is one step shorter.
+                inner = f"""\
+    @outside not remote_ip 127.0.0.0/8
+    respond @outside 403
+    header X-Bench-Response 1
+    reverse_proxy {LOOPBACK}:{upstream} {{
+        header_up X-Bench-Request 1
+    }}
+"""
+            sites = f"""
+http://{LOOPBACK}:{port} {{
+    bind {LOOPBACK}
+{inner}}}
+"""
+        cfg = workdir / "Caddyfile"
+        cfg.write_text(head + sites)
         env = dict(os.environ)
         env.update(
             {
@@ -246,16 +585,23 @@ http://{LOOPBACK}:{self.port} {{
         assert caddy is not None
         return [caddy, "run", "--config", str(cfg), "--adapter", "caddyfile"], env
 
-    def version(self) -> str:
+    def _version_text(self) -> str:
         return _version_of([find_binary("caddy") or "caddy", "version"])
 
 
-TARGETS: list[type[Target]] = [Direct, Turnout, HAProxy, NginxProxy, Caddy]
+class Caddy2(Caddy):
+    name = "caddy-2"
+    gomaxprocs = 2
+
+
+TARGETS: list[type[Target]] = [Direct, Turnout, TurnoutW2, HAProxy, NginxProxy, Caddy, Caddy2]
 TARGET_NAMES = [t.name for t in TARGETS]
 
 
 def make_targets(names: list[str]) -> list[Target]:
     """Instances in TARGETS order (the interleaving order), whatever order `names` has."""
+    if names == ["all"]:
+        names = TARGET_NAMES
     unknown = set(names) - set(TARGET_NAMES)
     if unknown:
         raise ValueError(

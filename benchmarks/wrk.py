@@ -1,8 +1,15 @@
-"""Run wrk and parse its `--latency` output into a LoadResult."""
+"""Run wrk and parse its `--latency` output into a LoadResult.
+
+POST bodies go through a Lua script (`wrk.method`, `wrk.body`; wrk adds the
+Content-Length) written into a temporary directory for the run.
+"""
 
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
+from pathlib import Path
 
 from benchmarks.procs import find_binary, run_bounded
 from benchmarks.record import LoadResult
@@ -68,8 +75,23 @@ def available() -> str | None:
     return find_binary("wrk")
 
 
+def lua_script(method: str, body_size: int) -> str:
+    """A wrk script sending `method` with a `body_size`-byte body."""
+    return (
+        f'wrk.method = "{method}"\n'
+        f'wrk.body = string.rep("x", {int(body_size)})\n'
+        'wrk.headers["Content-Type"] = "application/octet-stream"\n'
+    )
+
+
 def command(
-    url: str, connections: int, duration: float, threads: int = 1, keepalive: bool = True
+    url: str,
+    connections: int,
+    duration: float,
+    threads: int = 1,
+    keepalive: bool = True,
+    host_header: str | None = None,
+    script: Path | None = None,
 ) -> list[str]:
     wrk = available()
     if wrk is None:
@@ -79,16 +101,41 @@ def command(
     cmd = [wrk, f"-t{threads}", f"-c{connections}", f"-d{secs}s", "--latency"]
     if not keepalive:
         cmd += ["-H", "Connection: close"]
+    if host_header:
+        cmd += ["-H", f"Host: {host_header}"]
+    if script is not None:
+        cmd += ["-s", str(script)]
     return [*cmd, url]
 
 
 def run(
-    url: str, connections: int, duration: float, threads: int = 1, keepalive: bool = True
+    url: str,
+    connections: int,
+    duration: float,
+    threads: int = 1,
+    keepalive: bool = True,
+    method: str = "GET",
+    body_size: int = 0,
+    host_header: str | None = None,
+    prefix: list[str] | None = None,
 ) -> LoadResult:
-    cmd = command(url, connections, duration, threads, keepalive)
-    proc = run_bounded(cmd, timeout=duration + 30.0)
+    """Run wrk once (its command prefixed by `prefix`, e.g. taskset) and parse it."""
+    tmp = None
+    try:
+        script = None
+        if method != "GET" or body_size:
+            tmp = Path(tempfile.mkdtemp(prefix="turnout-wrk-"))
+            script = tmp / "request.lua"
+            script.write_text(lua_script(method, body_size))
+        cmd = command(url, connections, duration, threads, keepalive, host_header, script)
+        proc = run_bounded([*(prefix or []), *cmd], timeout=duration + 30.0)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     if proc.returncode != 0:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr.strip()}")
     result = parse(proc.stdout)
     result.extra["raw"] = proc.stdout
+    if body_size:
+        result.extra["request_body_size"] = body_size
     return result
