@@ -63,6 +63,7 @@ class RedisProvider(Provider):
         self.source = f"redis://{host}:{port}/{config.db} {self.root}/"
         self._client: aioredis.Redis | None = None
         self._pairs: dict[str, str] | None = None
+        self._closing = False
 
     # -- connecting and reading ----------------------------------------------
 
@@ -162,7 +163,7 @@ class RedisProvider(Provider):
 
     async def watch(self, sink: Sink) -> None:
         backoff = Backoff()
-        while True:
+        while not self._closing:
             client: aioredis.Redis | None = None
             pubsub = None
             try:
@@ -179,7 +180,7 @@ class RedisProvider(Provider):
                 self._publish(sink, await self._read(client))
                 backoff.reset()
                 sink.unreachable(self.name, None)
-                while True:
+                while not self._closing:
                     if pubsub is not None:
                         message = await pubsub.get_message(
                             ignore_subscribe_messages=True, timeout=LIVENESS_INTERVAL
@@ -199,6 +200,8 @@ class RedisProvider(Provider):
                         await asyncio.sleep(POLL_INTERVAL)
                     self._publish(sink, await self._read(client))
             except (RedisError, OSError, ProviderUnavailable) as error:
+                if self._closing:
+                    return
                 sink.unreachable(self.name, f"cannot read {self.source}: {error}")
                 await asyncio.sleep(backoff.next())
             finally:
@@ -209,10 +212,13 @@ class RedisProvider(Provider):
                 self._client = None
 
     async def close(self) -> None:
+        # redis-py can swallow a cancellation inside a read; the flag ends the loop anyway.
+        self._closing = True
         if self._client is not None:
             await _quietly(self._client.aclose())
 
 
 async def _quietly(awaitable) -> None:  # type: ignore[no-untyped-def]
-    with contextlib.suppress(RedisError, OSError, RuntimeError):
-        await awaitable
+    with contextlib.suppress(RedisError, OSError, RuntimeError, TimeoutError):
+        async with asyncio.timeout(1.0):
+            await awaitable

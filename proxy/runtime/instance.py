@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import signal
@@ -50,6 +49,8 @@ def throttle_of(static: StaticConfig) -> float:
 # A remote provider that does not answer this fast at start-up is left to its
 # watcher: Turnout starts with the other providers' routes meanwhile.
 START_FETCH_TIMEOUT = 5.0
+# Closing a provider (its connections, its watcher thread) must not hold up shutdown.
+PROVIDER_STOP_TIMEOUT = 2.0
 
 
 def tune_gc() -> None:
@@ -211,16 +212,25 @@ class Instance:
             log.exception("provider %s stopped following its source: %s", provider.name, error)
 
     async def _stop_providers(self) -> None:
+        """Stop following sources; bounded, so a stuck source never holds up shutdown."""
         for provider in self.providers:
-            await provider.close()
+            try:
+                async with asyncio.timeout(PROVIDER_STOP_TIMEOUT):
+                    await provider.close()
+            except TimeoutError:
+                log.warning("provider %s: did not close in time", provider.name)
+            except Exception as error:
+                log.debug("provider %s: closing failed: %s", provider.name, error)
         for task in self._watchers:
             task.cancel()
-        for task in self._watchers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._watchers:
+            _, stuck = await asyncio.wait(self._watchers, timeout=PROVIDER_STOP_TIMEOUT)
+            for task in stuck:
+                log.warning("%s: did not stop in time", task.get_name())
         self._watchers.clear()
         if self.aggregator is not None:
             await self.aggregator.close()
+        log.debug("providers stopped")
 
     async def _shutdown(self) -> None:
         log.info("stopping: finishing requests in flight")

@@ -67,7 +67,16 @@ class RedisServer(_Process):
             argv += ["--requirepass", self.password]
         self._spawn(argv)
         wait_for_port(self.port)
-        return self
+        deadline = time.monotonic() + 10
+        while True:  # a restart replays the append-only file first (LOADING)
+            try:
+                if self.command("PING") == "PONG":
+                    return self
+            except (RuntimeError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"redis did not become ready:\n{self.log()}")
+            time.sleep(0.02)
 
     def restart(self) -> None:
         self.stop()

@@ -29,6 +29,14 @@ def seed(put, backends: dict[str, NamedBackend]) -> None:  # type: ignore[no-unt
 
 
 def follow_through_restart(proxy: TurnoutProcess, server, put) -> None:  # type: ignore[no-untyped-def]
+    try:
+        _follow(proxy, server, put)
+    finally:
+        code = proxy.stop()
+    assert code == 0, proxy.stderr()
+
+
+def _follow(proxy: TurnoutProcess, server, put) -> None:  # type: ignore[no-untyped-def]
     with Load(proxy.port) as load:
         assert wait_until(lambda: proxy.body() == "alpha", 5), proxy.stderr()
         put("traefik/http/routers/app/service", "beta")
@@ -46,7 +54,6 @@ def follow_through_restart(proxy: TurnoutProcess, server, put) -> None:  # type:
         put("traefik/http/routers/app/service", "alpha")
         assert wait_until(lambda: proxy.body() == "alpha", 10), proxy.stderr()
     assert load.failures == [], load.failures[:5]
-    assert proxy.stop() == 0, proxy.stderr()
 
 
 def test_redis_changes_reach_routing(tmp_path: Path, backends) -> None:  # type: ignore[no-untyped-def]
@@ -86,7 +93,9 @@ def test_a_file_router_can_use_a_redis_service(tmp_path: Path, backends) -> None
             f'[providers.file]\nfilename = "{dynamic}"\n'
             f'[providers.redis]\nendpoints = ["127.0.0.1:{redis.port}"]\n',
         ).start()
-        assert proxy.body() == "beta"
-        assert proxy.stop() == 0
+        try:
+            assert proxy.body() == "beta"
+        finally:
+            assert proxy.stop() == 0, proxy.stderr()
     finally:
         redis.stop()
