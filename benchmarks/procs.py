@@ -70,6 +70,7 @@ def tail(path: Path, limit: int = 4000) -> str:
 class HttpReply:
     status: int
     body: bytes
+    headers: dict[str, str] | None = None  # lower-cased names
 
 
 def http_get(
@@ -87,7 +88,8 @@ def http_get(
     try:
         conn.request(method, path, body=body, headers={"Host": host or f"{LOOPBACK}:{port}"})
         resp = conn.getresponse()
-        return HttpReply(resp.status, resp.read())
+        headers = {k.lower(): v for k, v in resp.getheaders()}
+        return HttpReply(resp.status, resp.read(), headers)
     finally:
         conn.close()
 
@@ -136,15 +138,25 @@ def tree_rss_bytes(pids: Sequence[int]) -> int:
     return sum(rss_bytes(p) for root in pids for p in process_tree(root))
 
 
-def raise_fd_limit() -> int:
-    """Raise our soft RLIMIT_NOFILE to the hard limit (children inherit it); return it."""
+def raise_fd_limit(want: int = 65536) -> int:
+    """Raise our RLIMIT_NOFILE (children inherit it) towards `want`; return the soft limit.
+
+    As root the hard limit is raised too (proxies holding 10,000 idle connections
+    need about twice that many descriptors); otherwise the soft limit goes up to the
+    hard one.
+    """
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:
+    if hard != resource.RLIM_INFINITY and hard < want:
         with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+            return want
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
     return int(soft)
 
 

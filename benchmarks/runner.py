@@ -416,7 +416,7 @@ def tcp_bulk_check(port: int, size: int, timeout: float = 5.0) -> str | None:
     return None if got == size else f"got {got} bytes, expected {size}"
 
 
-def check_target(port: int, sc: Scenario) -> str | None:
+def check_target(port: int, sc: Scenario, is_proxy: bool = False) -> str | None:
     """Why `port` does not answer `sc`'s request as expected (None if it does)."""
     try:
         if sc.kind == "ws":
@@ -437,6 +437,17 @@ def check_target(port: int, sc: Scenario) -> str | None:
         )
     if reply.status != 200:
         return f"{sc.method} {sc.path} answered {reply.status}: {reply.body[:200]!r}"
+    if is_proxy and sc.proxy_header:
+        name, value = sc.proxy_header
+        got = (reply.headers or {}).get(name)
+        if got != value:
+            return f"response header {name}: expected {value!r}, got {got!r}"
+    if is_proxy and sc.unrouted_host:
+        with contextlib.suppress(OSError, ValueError):  # refusing it any way is fine
+            other = http_get(port, sc.path, timeout=5.0, host=sc.unrouted_host)
+            # (Caddy answers an unmatched request with an empty 200: not routed.)
+            if other.status == 200 and sc.check_body(other.body) is None:
+                return f"Host {sc.unrouted_host} reached the backend: a catch-all, not a table"
     return sc.check_body(reply.body)
 
 
@@ -504,7 +515,8 @@ class Runner:
             opts.idle_connections if any(s.idle for s in self.scenarios) else 0
         )
         self.max_connections = max_conns
-        self.backends = Backends(opts.backend, connections=max(8192, max_conns + 100))
+        # The backend also holds every proxy's idle upstream connections: room for both.
+        self.backends = Backends(opts.backend, connections=max(8192, 2 * max_conns + 1000))
         self.loadgen = opts.resolved_loadgen()
         self.target_status: dict[str, dict[str, Any]] = {}
         self.failed = False
@@ -636,6 +648,8 @@ class Runner:
         )
         if idle is not None and idle.get("failed"):
             run.error = f"{idle['failed']} of {self.opts.idle_connections} idle connections failed"
+            if target.note:
+                run.error += f" ({target.note})"
         if not target.alive():
             run.error = f"{target.name} exited during the run:\n{target.output()}"
         return run
@@ -681,6 +695,9 @@ class Runner:
             status.setdefault("commands", {})[setup.key] = t.command_line()
             if t.is_proxy:
                 self.log(f"started {t.name} for {setup.key} on {t.ports} (pid {t.pids()[0]})")
+            if t.note:
+                status.setdefault("notes", {})[setup.key] = t.note
+                self.log(f"note: {t.name}: {t.note}")
         return started
 
     def _pin_backends(self, pinned: bool) -> None:
@@ -761,7 +778,7 @@ class Runner:
                 err = self.target_status.get(t.name, {}).get("errors", {}).get(setup.key)
                 sr.results[t.name] = TargetResult(t.name, error=err or "did not start")
                 continue
-            problem = check_target(t.port_for(sc), sc)
+            problem = check_target(t.port_for(sc), sc, t.is_proxy)
             if problem:
                 self.failed = True
                 sr.results[t.name] = TargetResult(t.name, error=problem)

@@ -56,6 +56,10 @@ class Scenario:
     idle: bool = False  # hold --idle-connections idle keep-alive connections during the run
     pinned: bool = False  # proxy on one CPU, load generator and backend on another
     unit: str = "req/s"
+    # Checked on proxies before measuring: a response header their setup adds, and
+    # a Host their setup must not route (so a catch-all cannot pass for a table).
+    proxy_header: tuple[str, str] | None = None
+    unrouted_host: str | None = None
     # Set when Turnout cannot run the setup yet: skip the whole scenario (True) or
     # only Turnout's rows, still measuring the peers (False).
     skip_all_without_turnout: bool = False
@@ -124,6 +128,7 @@ SCENARIOS: list[Scenario] = [
         setup="routers-10k",
         host_header=BENCH_HOST,
         expected_body=SMALL_BODY,
+        unrouted_host="unrouted.bench.test",
     ),
     Scenario(
         name="middlewares",
@@ -132,6 +137,7 @@ SCENARIOS: list[Scenario] = [
         setup="middlewares",
         expected_body=SMALL_BODY,
         skip_all_without_turnout=True,
+        proxy_header=("x-bench-response", "1"),
     ),
     Scenario(
         name="websocket",

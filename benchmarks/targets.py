@@ -82,6 +82,7 @@ class Target:
         self.server: Server | None = None
         self.workdir: Path | None = None
         self._version: str | None = None
+        self.note: str | None = None  # a setting the run forced on it, said in the report
 
     # -- what subclasses provide ---------------------------------------------------
     def unavailable(self) -> str | None:
@@ -123,6 +124,7 @@ class Target:
         return self.ports["http"]
 
     def start(self, workdir: Path, setup: Setup) -> None:
+        self.note = None
         self.workdir = workdir / f"{self.name}-{setup.key}"
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.allocate_ports(setup)
@@ -155,6 +157,13 @@ class Target:
         if self.server is not None:
             self.server.stop()
             self.server = None
+
+
+def fd_hard_limit() -> int | None:
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return None if hard == resource.RLIM_INFINITY else int(hard)
 
 
 def pin_prefix(setup: Setup) -> list[str]:
@@ -339,6 +348,15 @@ class HAProxy(Target):
         cfg = workdir / "haproxy.cfg"
         p = setup.ports
         maxconn = max(4096, setup.max_connections + 100)
+        # HAProxy reserves two descriptors per connection and refuses to start when
+        # that exceeds the hard limit (the runner raises it when it can).
+        hard = fd_hard_limit()
+        if hard and 2 * maxconn + 400 > hard:
+            maxconn = (hard - 400) // 2
+            self.note = (
+                f"maxconn capped at {maxconn} by the descriptor limit ({hard}): "
+                f"fewer than the {setup.max_connections} connections of this run"
+            )
         head = f"""\
 global
     nbthread 1
@@ -365,6 +383,8 @@ backend {name}
         else:
             front = ""
             backends = ""
+            # routers-10k: an unknown Host gets 503, as a table without a catch-all should.
+            default = "" if setup.name == "routers-10k" else "    default_backend backend\n"
             server = p.ws if setup.name == "websocket" else p.http
             if setup.name == "routers-10k":
                 hosts = workdir / "hosts.map"
@@ -395,7 +415,7 @@ backend {name}
 
 frontend bench
     bind {LOOPBACK}:{self.ports["http"]}
-{front}    default_backend backend
+{front}{default}
 
 backend backend
     server s1 {LOOPBACK}:{server}
@@ -448,7 +468,15 @@ class NginxProxy(Target):
                 for name, port in (("echo", p.tcp_echo), ("bulk", p.tcp_bulk))
             )
         elif setup.name == "routers-10k":
-            http = "    server_names_hash_max_size 32768;\n    server_names_hash_bucket_size 64;\n"
+            # The first server is the default one: an unknown Host gets 404, not a router.
+            http = f"""\
+    server_names_hash_max_size 32768;
+    server_names_hash_bucket_size 64;
+    server {{
+        listen {LOOPBACK}:{self.ports["http"]} default_server backlog=4096;
+        return 404;
+    }}
+"""
             for i in range(setup.routers):
                 http += f"""\
     upstream u{i:05d} {{
@@ -457,7 +485,7 @@ class NginxProxy(Target):
         keepalive_requests 10000000;
     }}
     server {{
-        listen {LOOPBACK}:{self.ports["http"]}{" backlog=4096" if i == 0 else ""};
+        listen {LOOPBACK}:{self.ports["http"]};
         server_name {router_host(i)};
         location / {{
             proxy_pass http://u{i:05d};
