@@ -86,7 +86,6 @@ def _subplot(ax: Any, sc: dict[str, Any]) -> None:
     unit = s.get("unit", "req/s")
     title = s["name"] + (" (pinned)" if s.get("pinned") else "")
     ax.set_title(title, fontsize=10, fontweight="bold")
-    ax.set_ylabel(unit, fontsize=9)
     ax.tick_params(labelsize=8)
     if sc.get("skipped"):
         ax.text(
@@ -117,6 +116,7 @@ def _subplot(ax: Any, sc: dict[str, Any]) -> None:
         values.append(v)
         lows.append(max(0.0, v - (m.get("requests_per_s_min") or v)))
         highs.append(max(0.0, (m.get("requests_per_s_max") or v) - v))
+    ax.set_ylabel(unit, fontsize=9)
     colours = [COLOURS.get(n, f"C{i}") for i, n in enumerate(names)]
     xs = range(len(names))
     ax.bar(xs, values, color=colours, yerr=[lows, highs], capsize=3, ecolor="#444444")

@@ -93,7 +93,7 @@ def scenario_table(sc: dict[str, Any]) -> str:
         lg = sc["targets"].get("turnout-w2", {}).get("median", {}).get("loadgen_cores")
         threads = sc.get("loadgen_threads") or 1
         bound = (
-            f"; the load generator used {lg:.2f} CPUs of its {threads} thread(s)"
+            f"; the load generator used {lg:.2f} CPUs of its {threads} thread(s) / process(es)"
             + (", so it was likely the limit" if lg >= 0.9 * threads else "")
             if lg
             else ""
@@ -124,7 +124,8 @@ def render(doc: dict[str, Any]) -> str:
     head = (
         f"Turnout benchmarks  {doc['started']}  commit {(doc['host']['git_commit'] or '?')[:10]}"
         f"{' (dirty)' if doc['host']['git_dirty'] else ''}\n"
-        f"loadgen {doc['loadgen']['name']} x{o['threads']}, backend {doc['backend']['version']}"
+        f"loadgen {doc['loadgen']['name']} x{o['threads']} (bundled: {o.get('processes', 1)} "
+        f"processes), backend {doc['backend']['version']}"
         f" (uploads: {doc['backend'].get('uploads', '?')}), "
         f"{o['repetitions']} x {o['duration_s']:g} s (+{o['warmup_s']:g} s warm-up), medians; "
         f"{doc['host']['cpus']} CPUs, {doc['host']['cpu_model'] or 'unknown CPU'}"
