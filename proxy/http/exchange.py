@@ -10,16 +10,21 @@ from __future__ import annotations
 import asyncio
 import re
 from typing import TYPE_CHECKING
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes
 
 from proxy.http.errors import BadGateway, GatewayTimeout, HttpError
-from proxy.http.headers import CRLF, LAST_CHUNK, STATUS_LINES, chunk_size_line
+from proxy.http.headers import CRLF, LAST_CHUNK, STATUS_LINES, chunk_size_line, has_ctl, is_token
 from proxy.http.resolver import ResolveError
+from proxy.middlewares.chain import apply_response, run_request
 
 if TYPE_CHECKING:
     from proxy.http.server import HttpConnection
     from proxy.http.upstream import ServerPool, UpstreamConnection
+    from proxy.middlewares.base import BodyFilter
     from proxy.runtime.snapshot import RouteTarget, Snapshot
+
+# Characters a rewritten path keeps unescaped (RFC 3986 pchar and "/").
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
 # How the response body is framed towards the client.
 FRAME_NONE = 0  # no body (HEAD, 204, 304)
@@ -37,6 +42,8 @@ PENDING_BODY_LIMIT = 64 * 1024
 
 class Exchange:
     __slots__ = (
+        "body_filter",
+        "chain_pos",
         "chunked",
         "client_ip",
         "conn",
@@ -44,6 +51,7 @@ class Exchange:
         "content_length",
         "expect_continue",
         "fields",
+        "finished",
         "framing",
         "head_done",
         "host",
@@ -54,6 +62,7 @@ class Exchange:
         "method_raw",
         "path",
         "pending",
+        "pending_limit",
         "pending_size",
         "raw_query",
         "request_done",
@@ -61,11 +70,14 @@ class Exchange:
         "response_state",
         "retried",
         "route",
+        "service_called",
         "snapshot",
+        "status",
         "target",
         "upgrade",
         "upstream",
         "version",
+        "waiting_body",
         "xforwarded",
     )
 
@@ -99,6 +111,14 @@ class Exchange:
         self.pending: list[bytes] | None = None
         self.pending_size = 0
         self.retried = False
+        # Middlewares (see proxy.middlewares.base)
+        self.chain_pos = 0
+        self.waiting_body = False
+        self.service_called = False
+        self.finished = False
+        self.pending_limit = PENDING_BODY_LIMIT
+        self.body_filter: BodyFilter | None = None
+        self.status = 0  # the status sent to the client, 0 until then
         self.response_state = 0  # 0 nothing sent, 1 head sent, 2 complete
         self.framing = FRAME_NONE
         self.response_close_delimited = False
@@ -114,6 +134,42 @@ class Exchange:
             if lname == key
         ]
 
+    # -- what middlewares change -------------------------------------------
+
+    @property
+    def raw_path(self) -> bytes:
+        """The path as it will be sent (percent-encoded), without the query."""
+        return self.target.partition(b"?")[0]
+
+    def set_path(self, path: str, raw_path: bytes | None = None) -> None:
+        """Rewrite the request path; the query string is kept."""
+        if raw_path is None:
+            raw_path = quote(path, safe=_PATH_SAFE).encode("ascii")
+        if has_ctl(raw_path) or b" " in raw_path or b"#" in raw_path:
+            raise ValueError(f"invalid path {raw_path[:64]!r}")
+        _, sep, query = self.target.partition(b"?")
+        self.target = raw_path + sep + query
+        self.path = path
+
+    def set_header(self, name: str, value: str | bytes) -> None:
+        """Replace every value of a request header (validated: no CR, LF or NUL)."""
+        self.remove_header(name)
+        self.add_header(name, value)
+
+    def add_header(self, name: str, value: str | bytes) -> None:
+        raw_name = name.encode("latin-1")
+        raw_value = value.encode("utf-8") if isinstance(value, str) else value
+        if not is_token(raw_name) or has_ctl(raw_value):
+            raise ValueError(f"invalid header {name!r}")
+        lname = raw_name.lower()
+        if lname == b"host":
+            self.host_header = raw_value
+        self.fields.append((lname, raw_name, raw_value))
+
+    def remove_header(self, name: str) -> None:
+        lname = name.lower().encode("latin-1")
+        self.fields = [field for field in self.fields if field[0] != lname]
+
     # -- request head -----------------------------------------------------
 
     def finish_head(self) -> None:
@@ -124,6 +180,10 @@ class Exchange:
         elif target == b"*" and self.method == "OPTIONS":
             path, query = b"*", b""
         else:
+            # The Host sent beside an absolute-form target is replaced, but it
+            # is still checked: an invalid one is refused, as Traefik does.
+            if self.host_header is not None and not _VALID_HOST(self.host_header):
+                raise BadRequestTarget(f"invalid Host {self.host_header[:64]!r}")
             path, query = self._absolute_form(target)
         if b"#" in target:
             raise BadRequestTarget("fragment in request target")
@@ -187,6 +247,10 @@ class Exchange:
         self.request_done = True
         if self.upstream is not None and self.response_state == 0:
             self.conn.await_response(self)
+        elif self.waiting_body:
+            # A middleware asked for the whole body before the rest of the chain.
+            self.waiting_body = False
+            run_request(self, self.chain_pos)
 
     def send(self, data: bytes) -> None:
         upstream = self.upstream
@@ -204,7 +268,7 @@ class Exchange:
         else:
             self.pending.append(data)
         self.pending_size += len(data)
-        if self.pending_size > PENDING_BODY_LIMIT:
+        if self.pending_size > self.pending_limit:
             self.conn.pause_reading_for(self.conn.PAUSE_PENDING)
 
     # -- upstream side ----------------------------------------------------
@@ -241,6 +305,11 @@ class Exchange:
                 self.upstream_failed(failure, None)
             return
         conn = task.result()
+        if conn.transport is None:
+            # The backend closed the connection the moment it accepted it.
+            if self.conn.transport is not None and self.response_state == 0:
+                self.upstream_failed(BadGateway("backend closed the connection"), None)
+            return
         if self.conn.transport is None or self.response_state == 2:
             # The client left (or was answered) while we dialled. The connection
             # is closed rather than pooled: a burst of abandoned requests must not
@@ -281,13 +350,25 @@ class Exchange:
         """
         conn = self.conn
         self.response_state = 1
+        content_length = upstream.content_length
+        route = self.route
+        if route is not None and route.chain is not None and route.chain.has_responders:
+            head = apply_response(self, status, parts)
+            status, parts = head.status, head.lines
+            if head.body_filter is not None:
+                # The body changes as it streams: its length is no longer known.
+                head.remove("Content-Length")
+                parts = head.lines
+                content_length = None
+                self.body_filter = head.body_filter
+        self.status = status
         chunked = False
         if self.is_head or status in (204, 304):
             self.framing = FRAME_NONE
-        elif upstream.content_length is not None and not upstream.chunked:
+        elif content_length is not None and not upstream.chunked:
             self.framing = FRAME_LENGTH
         else:
-            self.response_close_delimited = not upstream.chunked
+            self.response_close_delimited = not upstream.chunked and upstream.content_length is None
             if self.version == "1.1":
                 self.framing = FRAME_CHUNKED
                 chunked = True
@@ -315,6 +396,10 @@ class Exchange:
         out.append(_HEAD_ENDINGS[chunked, connection])
 
     def response_body(self, data: bytes) -> None:
+        if self.body_filter is not None:
+            data = self.body_filter.feed(data)
+            if not data:
+                return
         if self.framing == FRAME_CHUNKED:
             conn = self.conn
             conn.write(chunk_size_line(len(data)))
@@ -324,6 +409,11 @@ class Exchange:
             self.conn.write(data)
 
     def response_finished(self, upstream: UpstreamConnection, reusable: bool) -> None:
+        if self.body_filter is not None:
+            tail = self.body_filter.finish()
+            self.body_filter = None
+            if tail:
+                self.response_body(tail)
         if self.framing == FRAME_CHUNKED:
             self.conn.write(LAST_CHUNK)
         self.response_state = 2

@@ -23,7 +23,11 @@ a few times a second, so no timer is created or cancelled per request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
+import sys
+import termios
 from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -44,6 +48,8 @@ from proxy.http.errors import (
 from proxy.http.exchange import Exchange
 from proxy.http.flow import JOIN_LIMIT, WRITE_HIGH, WRITE_LOW
 from proxy.http.headers import CRLF, FORWARDED, HOP_BY_HOP
+from proxy.middlewares.chain import finish as finish_chain
+from proxy.middlewares.chain import run_request
 
 if TYPE_CHECKING:
     from proxy.http.upstream import UpstreamConnection
@@ -105,6 +111,7 @@ class HttpConnection(asyncio.Protocol):
         "tunnel",
         "tunnel_buffer",
         "write_deadline",
+        "write_pending",
         "writing_paused",
     )
 
@@ -132,6 +139,7 @@ class HttpConnection(asyncio.Protocol):
         self.deadline = 0.0
         self.deadline_kind = D_NONE
         self.write_deadline = 0.0
+        self.write_pending = 0  # bytes not yet taken by the client when the stall clock started
         self.started = 0.0
         self.requests = 0
         self.discarding = False
@@ -177,7 +185,7 @@ class HttpConnection(asyncio.Protocol):
         port = peer[1] if peer else 0
         self.remote_address = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
         self.client_ip_bytes = ip.encode("latin-1")
-        self.started = self.clock.now
+        self.started = self.clock.time()
         self.trusted = entrypoint.is_trusted(ip)
         constant = (
             b"X-Forwarded-For: "
@@ -200,6 +208,8 @@ class HttpConnection(asyncio.Protocol):
         self.entrypoint.connections.discard(self)
         self.deadline_kind = D_NONE
         for exchange in (self.active, self.receiving):
+            if exchange is not None and exchange.route is not None and exchange.route.chain:
+                finish_chain(exchange, exchange.status if exchange.response_state == 2 else 0)
             if exchange is not None and exchange.upstream is not None:
                 upstream = exchange.upstream
                 exchange.upstream = None
@@ -307,7 +317,8 @@ class HttpConnection(asyncio.Protocol):
         if write_timeout > 0:
             # writeTimeout bounds a stall: a client that stops reading while a
             # response waits is dropped, one that reads slowly but steadily is not.
-            self.write_deadline = self.clock.now + write_timeout
+            self.write_deadline = self.clock.time() + write_timeout
+            self.write_pending = self._unsent()
         for exchange in (self.active,):
             if exchange is not None and exchange.upstream is not None:
                 transport = exchange.upstream.transport
@@ -365,6 +376,23 @@ class HttpConnection(asyncio.Protocol):
         self.out = []
         self.out_size = 0
 
+    def _unsent(self) -> int:
+        """Bytes written but not yet taken by the client: ours plus the kernel's send queue.
+
+        uvloop's buffer alone can sit still for seconds while a slow client
+        drains a multi-megabyte socket buffer, so the kernel's queue counts too.
+        """
+        transport = self.transport
+        if transport is None:
+            return 0
+        unsent = transport.get_write_buffer_size()
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError, ValueError):
+                queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+                unsent += int.from_bytes(queued, sys.byteorder, signed=True)
+        return unsent
+
     def transport_write(self, data: bytes) -> None:
         if self.transport is not None:
             self.transport.write(data)
@@ -378,17 +406,24 @@ class HttpConnection(asyncio.Protocol):
 
     def _set_deadline(self, kind: int, timeout: float) -> None:
         if timeout > 0:
-            self.deadline = self.clock.now + timeout
+            self.deadline = self.clock.time() + timeout
             self.deadline_kind = kind
         else:
             self.deadline_kind = D_NONE
 
     def check_deadline(self, now: float) -> None:
         """Called by the sweeper; acts when this connection's deadline has passed."""
-        if self.write_deadline and self.write_deadline <= now:
-            self.write_deadline = 0.0
-            self.abort()
-            return
+        if self.write_deadline:
+            # While writing is paused, every sweep looks for progress: the stall
+            # clock restarts whenever the client took bytes since the last sweep.
+            unsent = self._unsent()
+            if unsent < self.write_pending:
+                self.write_pending = unsent
+                self.write_deadline = now + self.entrypoint.write_timeout
+            elif self.write_deadline <= now:
+                self.write_deadline = 0.0
+                self.abort()
+                return
         kind = self.deadline_kind
         if kind == D_NONE or self.deadline > now:
             return
@@ -433,7 +468,7 @@ class HttpConnection(asyncio.Protocol):
         max_requests = entrypoint.keep_alive_max_requests
         max_time = entrypoint.keep_alive_max_time
         if (max_requests and self.requests >= max_requests) or (
-            max_time and self.clock.now - self.started >= max_time
+            max_time and self.clock.time() - self.started >= max_time
         ):
             ex.keep_alive = False
         if self.active is None:
@@ -470,11 +505,13 @@ class HttpConnection(asyncio.Protocol):
         if lname == b"host":
             if ex.host_header is not None:
                 raise BadRequest("duplicate Host header")
+            value = value.rstrip(b" \t")  # trailing whitespace is not part of a value
             ex.host_header = value
             ex.fields.append((lname, name, value))
         elif lname == b"content-length":
             if ex.content_length is not None:
                 raise BadRequest("duplicate Content-Length")
+            value = value.rstrip(b" \t")
             if not value.isdigit() or len(value) > 18:
                 raise BadRequest("invalid Content-Length")
             ex.content_length = int(value)
@@ -530,7 +567,8 @@ class HttpConnection(asyncio.Protocol):
             ex.keep_alive = parser.should_keep_alive()
             if ex.chunked:
                 raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
-        elif ex.host_header is None and ex.target[:1] == b"/":
+        elif ex.host_header is None:
+            # RFC 9112 3.2: every HTTP/1.1 request carries Host, absolute-form too.
             raise BadRequest("missing Host header")
         if ex.chunked and ex.content_length is not None:
             raise BadRequest("both Content-Length and Transfer-Encoding")
@@ -580,8 +618,19 @@ class HttpConnection(asyncio.Protocol):
                 self._set_deadline(D_IDLE, self.entrypoint.idle_timeout)
             return
         ex.body_done()
-        if ex is self.active and ex.route is not None and ex.route.internal is not None:
-            ex.route.internal(ex)
+        if self.batch:
+            # This request is complete: a malformed one after it in the same read
+            # must not take its bytes down with it.
+            self._send_batch()
+        route = ex.route
+        if (
+            ex is self.active
+            and route is not None
+            and route.internal is not None
+            and ex.service_called
+            and ex.response_state == 0
+        ):
+            route.internal(ex)
 
     # -- exchanges ------------------------------------------------------------
 
@@ -591,6 +640,10 @@ class HttpConnection(asyncio.Protocol):
             self.exchange_failed(ex, _NOT_FOUND)
             return
         ex.route = route
+        if route.chain is not None:
+            run_request(ex)
+            return
+        ex.service_called = True
         if route.internal is not None:
             # Internal services answer once the request body has been read.
             if ex.request_done:
@@ -603,6 +656,7 @@ class HttpConnection(asyncio.Protocol):
             self.abort()
             return
         ex.response_state = 2
+        ex.status = error.status
         close = error.close or not ex.keep_alive or not _fully_read(ex) or self.closing
         if error.status >= 500:
             log.debug("%s %s -> %d: %s", ex.method, ex.target[:200], error.status, error)
@@ -617,6 +671,8 @@ class HttpConnection(asyncio.Protocol):
 
     def exchange_done(self, ex: Exchange, close: bool) -> None:
         self.flush()
+        if ex.route is not None and ex.route.chain is not None:
+            finish_chain(ex, ex.status)
         if ex is not self.active:
             return
         self.active = None
@@ -690,6 +746,9 @@ class HttpConnection(asyncio.Protocol):
         self.tunnel = upstream
         self.active = None
         self.deadline_kind = D_NONE
+        ex.status = 101
+        if ex.route is not None and ex.route.chain is not None:
+            finish_chain(ex, 101)
         self.write(head)
         if rest:
             self.write(rest)

@@ -30,7 +30,7 @@ import httptools
 from proxy.http.errors import BadGateway, HttpError
 from proxy.http.exchange import FRAME_LENGTH
 from proxy.http.flow import JOIN_LIMIT, WRITE_HIGH, WRITE_LOW
-from proxy.http.headers import CRLF, HOP_BY_HOP, STATUS_LINES
+from proxy.http.headers import CRLF, HOP_BY_HOP, STATUS_LINES, has_ctl
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
@@ -244,9 +244,9 @@ class UpstreamConnection(asyncio.Protocol):
             offset = upgrade.args[0] if upgrade.args else len(data)
             self._start_tunnel(exchange, data[offset:])
         except httptools.HttpParserError as exc:
-            self._fail(exchange, BadGateway(f"invalid response from backend: {exc}"))
+            self._fail(BadGateway(f"invalid response from backend: {exc}"))
         except HttpError as exc:
-            self._fail(exchange, exc)
+            self._fail(exc)
         # Whatever this read produced for the client leaves now, in one write.
         client.flush()
         if self.reset_parser:
@@ -292,7 +292,13 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport = None
         self.pool.forget(self)
 
-    def _fail(self, exchange: Exchange, error: HttpError) -> None:
+    def _fail(self, error: HttpError) -> None:
+        exchange = self.exchange
+        if exchange is None:
+            # The response was complete; what followed it in the same read is
+            # garbage (a body after a 204, say). Only this connection is lost.
+            self.close()
+            return
         self.exchange = None
         if self.transport is not None:
             self.transport.abort()
@@ -311,6 +317,12 @@ class UpstreamConnection(asyncio.Protocol):
         self.connection_tokens = []
         self.content_length = None
         self.chunked = False
+
+    def on_status(self, reason: bytes) -> None:
+        # The reason phrase is not forwarded (Turnout writes its own status line),
+        # but a backend that puts control bytes there is not to be trusted.
+        if has_ctl(reason):
+            raise BadGateway("control byte in the backend's status line")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if name in _COMMON_END_TO_END:
@@ -401,7 +413,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _start_tunnel(self, exchange: Exchange, rest: bytes) -> None:
         if self.status != 101:
-            self._fail(exchange, BadGateway("backend upgraded without 101"))
+            self._fail(BadGateway("backend upgraded without 101"))
             return
         self.upgraded = True
         self.response_started = True

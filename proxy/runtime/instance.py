@@ -128,7 +128,7 @@ class Instance:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         self.loop = loop
-        self.clock = Clock(loop.time())
+        self.clock = Clock(loop.time)
         self.resolver = Resolver()
         self.pools = PoolRegistry(loop, self.resolver)
         self.aggregator = Aggregator(
@@ -165,6 +165,12 @@ class Instance:
                 )
                 return 1
             self.entrypoints[name] = EntryPoint(name, config, self.clock, snapshot)
+        # Handlers before listening: a SIGTERM as soon as the port opens must
+        # drain what was accepted, not kill the process.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        loop.add_signal_handler(signal.SIGUSR1, debug.dump, self.entrypoints, self.pools)
         for name, entrypoint in self.entrypoints.items():
             try:
                 await entrypoint.start(loop, reuse_port=self.reuse_port)
@@ -182,10 +188,6 @@ class Instance:
                 host, port = sock.getsockname()[:2]
                 log.info("entryPoint %s listening on %s", name, _format_address(host, port))
         log.info("configuration loaded: %d routers", len(snapshot.routers))
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
-        loop.add_signal_handler(signal.SIGUSR1, debug.dump, self.entrypoints, self.pools)
         self._tick_handle = loop.call_later(TICK, self._tick)
         tune_gc()
         await self._stop.wait()

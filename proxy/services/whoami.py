@@ -42,4 +42,5 @@ def whoami(exchange: Exchange) -> None:
     head.append(b"\r\n")
     if not exchange.is_head:
         head.append(body)
+    exchange.status = 200
     conn.respond(exchange, b"".join(head), close)
