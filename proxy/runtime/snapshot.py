@@ -32,6 +32,9 @@ from proxy.config.dynamic import DynamicConfig, Middleware, Router, ServersLoadB
 from proxy.config.load import ConfigIssue
 from proxy.config.static import ServersTransport, StaticConfig
 from proxy.http.upstream import ServerPool
+from proxy.middlewares import load_all
+from proxy.middlewares.base import BuildContext, Builder, BuildError, Handler
+from proxy.middlewares.chain import CompiledChain
 from proxy.rules import Route, RouterTable, build_table, default_priority
 from proxy.services.loadbalancer import LoadBalancer, Server
 from proxy.services.whoami import whoami
@@ -56,6 +59,7 @@ class RouteTarget:
     service: LoadBalancer | None
     internal: Callable[[Exchange], None] | None
     response_timeout: float
+    chain: CompiledChain | None = None  # None: no middleware, the service is called directly
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,9 @@ class Snapshot:
     # What the next build compares against to reuse balancers and tables.
     balancer_keys: dict[str, bytes] = field(default_factory=dict)
     route_lists: dict[str, tuple[Route, ...]] = field(default_factory=dict)
+    # Built middlewares by qualified name, with the options they were built from:
+    # an unchanged middleware keeps its state (rate-limit buckets, breaker) across swaps.
+    handlers: dict[str, tuple[bytes, Handler]] = field(default_factory=dict)
 
     @property
     def user_services(self) -> int:
@@ -204,6 +211,8 @@ class _Builder:
         self.source = ""
         self.issues: list[ConfigIssue] = []
         self.warnings: list[ConfigIssue] = []
+        self.handlers: dict[str, tuple[bytes, Handler]] = {}
+        self.middleware_configs: dict[str, Middleware] = {}
 
     def issue(self, path: str, message: str) -> None:
         self.issues.append(ConfigIssue(self.source, path, message))
@@ -272,6 +281,16 @@ class _Builder:
                 timeouts[qualified] = timeout
                 balancer_keys[qualified] = key
 
+        handlers: dict[str, tuple[bytes, Handler]] = {}
+        registry = load_all()
+        for dynamic in self._each():
+            for name, middleware in dynamic.http.middlewares.items():
+                built = self._middleware(name, middleware, registry, services)
+                if built is not None:
+                    handlers[qualify(name, self.provider)] = built
+        self.handlers = handlers
+        self.middleware_configs = middlewares
+
         routes: dict[str, list[Route]] = {name: [] for name in entrypoints}
         targets: dict[str, RouteTarget] = {}
         rules: dict[str, str] = {}
@@ -284,7 +303,11 @@ class _Builder:
                     continue
                 if isinstance(target.service, LoadBalancer):
                     target = RouteTarget(
-                        target.router, target.service, None, timeouts.get(target.service.name, 0.0)
+                        target.router,
+                        target.service,
+                        None,
+                        timeouts.get(target.service.name, 0.0),
+                        target.chain,
                     )
                 qualified = target.router
                 old_target = previous.routers.get(qualified) if previous is not None else None
@@ -344,6 +367,7 @@ class _Builder:
             providers=tuple(self.configs),
             balancer_keys=balancer_keys,
             route_lists=route_lists,
+            handlers=handlers,
         )
 
     def _router(
@@ -374,12 +398,77 @@ class _Builder:
             if service_name not in service_configs:
                 self.issue(f"{path}.service", f"unknown service {router.service!r}")
             return None  # else the service itself was refused and reported
+        chain: list[Handler] = []
         for index, middleware in enumerate(router.middlewares):
             if qualify(middleware, self.provider) not in middlewares:
                 self.issue(f"{path}.middlewares[{index}]", f"unknown middleware {middleware!r}")
+            else:
+                # A member that was refused is reported (so this snapshot never goes
+                # live) and left out, so that check and explain still show the router.
+                self._flatten(qualify(middleware, self.provider), chain, 0)
+        compiled = CompiledChain(tuple(chain)) if chain else None
         if isinstance(service, LoadBalancer):
-            return RouteTarget(qualified, service, None, 0.0)
-        return RouteTarget(qualified, None, service, 0.0)
+            return RouteTarget(qualified, service, None, 0.0, compiled)
+        return RouteTarget(qualified, None, service, 0.0, compiled)
+
+    def _flatten(self, qualified: str, into: list[Handler], depth: int) -> bool:
+        """Append the handlers a middleware stands for (a chain: its members, in order)."""
+        config = self.middleware_configs.get(qualified)
+        if config is None or depth > 32:
+            return False  # unknown member or cycle: reported by _check_chains
+        if config.chain is not None:
+            provider = qualified.rpartition("@")[2]
+            return all(
+                self._flatten(qualify(member, provider), into, depth + 1)
+                for member in config.chain.middlewares
+            )
+        built = self.handlers.get(qualified)
+        if built is None:
+            return False
+        into.append(built[1])
+        return True
+
+    def _middleware(
+        self,
+        name: str,
+        config: Middleware,
+        registry: dict[str, Builder],
+        services: dict[str, LoadBalancer | Callable[[Exchange], None]],
+    ) -> tuple[bytes, Handler] | None:
+        """Build one middleware; None when refused (the issue is recorded) or a chain."""
+        path = f"http.middlewares.{name}"
+        kinds = [
+            (attr, encoded)
+            for attr, encoded in zip(
+                Middleware.__struct_fields__, Middleware.__struct_encode_fields__, strict=True
+            )
+            if getattr(config, attr) is not None
+        ]
+        if len(kinds) != 1:
+            found = f"; found {', '.join(e for _, e in kinds)}" if kinds else ""
+            self.issue(path, f"a middleware needs exactly one type{found}")
+            return None
+        attr, encoded = kinds[0]
+        if attr == "chain":
+            return None  # flattened into each router's chain
+        builder = registry.get(attr)
+        if builder is None:
+            self.issue(f"{path}.{encoded}", f"middleware {encoded!r} {UNSUPPORTED}")
+            return None
+        options = getattr(config, attr)
+        qualified = qualify(name, self.provider)
+        key = attr.encode() + msgspec.json.encode(options, enc_hook=float)
+        previous = self.previous.handlers.get(qualified) if self.previous is not None else None
+        if previous is not None and previous[0] == key:
+            return previous
+        context = BuildContext(self.provider, services, static=self.static, pools=self.pools)
+        try:
+            handler = builder(qualified, options, context)
+        except BuildError as error:
+            where = f"{path}.{encoded}" + (f".{error.key}" if error.key else "")
+            self.issue(where, str(error))
+            return None
+        return key, handler
 
     def _rule_issue(self, router: str, message: str) -> None:
         """Attribute a table error to the provider that defined the router."""
@@ -496,8 +585,6 @@ class _Builder:
     def _refuse_unsupported(self, dynamic: DynamicConfig) -> None:
         """Name every configured feature Turnout cannot honour yet, instead of ignoring it."""
         http = dynamic.http
-        for name in http.middlewares:
-            self.issue(f"http.middlewares.{name}", f"middlewares {UNSUPPORTED}")
         for name, router in http.routers.items():
             if router.tls is not None:
                 self.issue(f"http.routers.{name}.tls", f"TLS termination {UNSUPPORTED}")

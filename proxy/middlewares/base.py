@@ -1,0 +1,176 @@
+"""The middleware contract: what a handler may do to an exchange, and when.
+
+A middleware is configured as Traefik configures it
+(``http.middlewares.NAME.TYPE.{options}``) and built once per snapshot into a
+``Handler``. A router's middlewares (chains flattened) become a tuple of
+handlers; a router without middlewares has an empty tuple, and the engine then
+calls the service directly: the machinery costs nothing where it is not used.
+
+Theory of operation
+-------------------
+``on_request(ex)`` runs in chain order once the request head is parsed. It may
+change the request (``ex.target``/``ex.path`` through ``set_path``, headers
+through ``set_header``/``remove_header``), and returns one of:
+
+- ``None``: go on to the next handler, and finally the service;
+- an ``Answer``: stop here and send that response (it still passes through the
+  ``on_response`` of the handlers before this one, as an outer Traefik
+  middleware sees an inner one's answer);
+- ``PENDING``: the handler works asynchronously (an auth subrequest, a shared
+  rate limit) and later calls ``resume(ex)`` or ``answer(ex, Answer)``;
+- ``AFTER_BODY``: run the rest of the chain once the whole request body has
+  arrived (buffering).
+
+``on_response(ex, head)`` runs in reverse chain order when the response head is
+known; it may change the status and headers, or install a ``BodyFilter``
+(compression) that rewrites the body as it streams.
+
+``on_done(ex, status)`` runs exactly once per exchange however it ended
+(status 0 when no response was sent): in-flight counters and circuit
+breakers rely on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from proxy.http.headers import has_ctl, is_token
+
+if TYPE_CHECKING:
+    from proxy.http.exchange import Exchange
+
+
+class Pending:
+    """Marker: the handler will resume the exchange itself."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+PENDING = Pending("PENDING")
+AFTER_BODY = Pending("AFTER_BODY")
+
+
+class Answer:
+    """A response produced by a middleware instead of the service."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(
+        self, status: int, headers: list[tuple[bytes, bytes]] | None = None, body: bytes = b""
+    ) -> None:
+        self.status = status
+        self.headers = headers or []
+        self.body = body
+
+
+class BodyFilter:
+    """Rewrites a response body as it streams (compression)."""
+
+    def feed(self, data: bytes) -> bytes:
+        raise NotImplementedError
+
+    def finish(self) -> bytes:
+        return b""
+
+
+class ResponseHead:
+    """A response head as middlewares see it: status and header lines, mutable.
+
+    ``lines`` holds complete ``Name: value\\r\\n`` lines as they will be sent.
+    Setting ``body_filter`` makes the engine drop Content-Length and re-frame.
+    """
+
+    __slots__ = ("body_filter", "lines", "status")
+
+    def __init__(self, status: int, lines: list[bytes]) -> None:
+        self.status = status
+        self.lines = lines
+        self.body_filter: BodyFilter | None = None
+
+    def get(self, name: str) -> str | None:
+        key = name.lower().encode("latin-1") + b":"
+        for line in self.lines:
+            if line[: len(key)].lower() == key:
+                return line[len(key) :].strip().decode("latin-1")
+        return None
+
+    def remove(self, name: str) -> None:
+        key = name.lower().encode("latin-1") + b":"
+        self.lines = [line for line in self.lines if line[: len(key)].lower() != key]
+
+    def set(self, name: str, value: str | bytes) -> None:
+        self.remove(name)
+        self.add(name, value)
+
+    def add(self, name: str, value: str | bytes) -> None:
+        self.lines.append(header_line(name, value))
+
+
+def header_line(name: str | bytes, value: str | bytes) -> bytes:
+    """One header line, refusing anything that could split the message."""
+    raw_name = name.encode("latin-1") if isinstance(name, str) else name
+    raw_value = value.encode("utf-8") if isinstance(value, str) else value
+    if not is_token(raw_name):
+        raise ValueError(f"invalid header name {raw_name!r}")
+    if has_ctl(raw_value):
+        raise ValueError(f"invalid header value for {raw_name.decode('latin-1')}")
+    return raw_name + b": " + raw_value + b"\r\n"
+
+
+class Handler:
+    """Base of every built middleware; override the hooks you need.
+
+    ``hooks`` is computed per class so the chain runner only calls handlers
+    that override a hook.
+    """
+
+    __slots__ = ("name",)
+
+    has_request: ClassVar[bool] = False
+    has_response: ClassVar[bool] = False
+    has_done: ClassVar[bool] = False
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.has_request = cls.on_request is not Handler.on_request
+        cls.has_response = cls.on_response is not Handler.on_response
+        cls.has_done = cls.on_done is not Handler.on_done
+
+    def on_request(self, ex: Exchange) -> Answer | Pending | None:
+        return None
+
+    def on_response(self, ex: Exchange, head: ResponseHead) -> None:
+        return None
+
+    def on_done(self, ex: Exchange, status: int) -> None:
+        return None
+
+
+class BuildError(ValueError):
+    """A middleware's options cannot be built; the message names the problem."""
+
+    def __init__(self, message: str, key: str = "") -> None:
+        super().__init__(message)
+        self.key = key  # the option at fault, relative to the middleware (e.g. "regex")
+
+
+class BuildContext:
+    """What a builder may need besides its options: the snapshot being built."""
+
+    def __init__(self, provider: str, services: dict[str, Any], **extra: Any) -> None:
+        self.provider = provider
+        self.services = services
+        self.extra = extra
+
+
+Builder = Callable[[str, Any, BuildContext], Handler]

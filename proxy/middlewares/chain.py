@@ -1,0 +1,138 @@
+"""A router's middlewares compiled into one chain, and the engine's side of running it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from proxy.http.errors import reason
+from proxy.middlewares.base import AFTER_BODY, PENDING, Answer, Handler, ResponseHead
+
+if TYPE_CHECKING:
+    from proxy.http.exchange import Exchange
+
+
+class CompiledChain:
+    """The handlers of one router, in order, with the hooks each phase needs precomputed."""
+
+    __slots__ = ("finishers", "handlers", "has_responders")
+
+    def __init__(self, handlers: tuple[Handler, ...]) -> None:
+        self.handlers = handlers
+        self.has_responders = any(h.has_response for h in handlers)
+        self.finishers = tuple(h for h in handlers if h.has_done)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CompiledChain) and other.handlers == self.handlers
+
+    def __hash__(self) -> int:
+        return hash(self.handlers)
+
+    def responders(self, upto: int) -> list[Handler]:
+        """Handlers that see a response produced at position ``upto``, innermost first."""
+        return [h for h in reversed(self.handlers[:upto]) if h.has_response]
+
+
+def run_request(ex: Exchange, start: int = 0) -> None:
+    """Run the request hooks from ``start``; then the service, unless a handler stops it."""
+    route = ex.route
+    assert route is not None and route.chain is not None
+    handlers = route.chain.handlers
+    for index in range(start, len(handlers)):
+        handler = handlers[index]
+        if not handler.has_request:
+            continue
+        verdict = handler.on_request(ex)
+        if verdict is None:
+            continue
+        ex.chain_pos = index + 1
+        if verdict is PENDING:
+            return
+        if verdict is AFTER_BODY:
+            if ex.request_done:
+                continue
+            ex.waiting_body = True
+            return
+        assert isinstance(verdict, Answer)
+        send_answer(ex, verdict, index)
+        return
+    ex.chain_pos = len(handlers)
+    call_service(ex)
+
+
+def call_service(ex: Exchange) -> None:
+    route = ex.route
+    assert route is not None
+    ex.service_called = True
+    if route.internal is not None:
+        # Internal services answer once the request body has been read.
+        if ex.request_done:
+            route.internal(ex)
+        return
+    assert route.service is not None
+    route.service.serve(ex)
+
+
+def resume(ex: Exchange) -> None:
+    """Go on with the chain after a PENDING handler finished its asynchronous work."""
+    if ex.conn.transport is None or ex.response_state != 0:
+        return  # the client left, or the exchange was answered meanwhile
+    run_request(ex, ex.chain_pos)
+
+
+def answer(ex: Exchange, response: Answer) -> None:
+    """Answer the exchange from a PENDING handler (the one before ``chain_pos``)."""
+    if ex.conn.transport is None or ex.response_state != 0:
+        return
+    send_answer(ex, response, ex.chain_pos - 1)
+
+
+def send_answer(ex: Exchange, response: Answer, position: int) -> None:
+    """Write a middleware's answer, after the handlers outside ``position`` saw it."""
+    route = ex.route
+    assert route is not None and route.chain is not None
+    lines = [name + b": " + value + b"\r\n" for name, value in response.headers]
+    head = ResponseHead(response.status, lines)
+    for handler in route.chain.responders(position):
+        handler.on_response(ex, head)
+    body = response.body
+    if head.body_filter is not None:
+        body = head.body_filter.feed(body) + head.body_filter.finish()
+    head.remove("Content-Length")
+    conn = ex.conn
+    close = not ex.keep_alive or conn.closing or ex.upgrade is not None
+    status = head.status
+    parts = [f"HTTP/1.1 {status} {reason(status)}\r\n".encode(), *head.lines]
+    if status not in (204, 304) and not 100 <= status < 200:
+        parts.append(b"Content-Length: %d\r\n" % len(body))
+    if close:
+        parts.append(b"Connection: close\r\n")
+    elif ex.version == "1.0":
+        parts.append(b"Connection: keep-alive\r\n")
+    parts.append(b"\r\n")
+    if not ex.is_head:
+        parts.append(body)
+    ex.status = status
+    conn.respond(ex, b"".join(parts), close)
+
+
+def apply_response(ex: Exchange, status: int, lines: list[bytes]) -> ResponseHead:
+    """Pass a backend response head through every handler of the chain, innermost first."""
+    route = ex.route
+    assert route is not None and route.chain is not None
+    head = ResponseHead(status, lines)
+    for handler in route.chain.responders(len(route.chain.handlers)):
+        handler.on_response(ex, head)
+    return head
+
+
+def finish(ex: Exchange, status: int) -> None:
+    """Run the on_done hooks once; the exchange has ended, however it ended."""
+    route = ex.route
+    if route is None or route.chain is None or ex.finished:
+        return
+    ex.finished = True
+    for handler in route.chain.finishers:
+        handler.on_done(ex, status)
+
+
+__all__ = ["PENDING", "CompiledChain", "answer", "resume", "run_request"]
