@@ -25,13 +25,20 @@ def backend() -> Iterator[Callable[..., Backend]]:
 
 @pytest.fixture
 def turnout(tmp_path: Path) -> Iterator[Callable[..., Turnout]]:
-    """Start real turnout processes; each is stopped with SIGTERM and must exit 0 cleanly."""
+    """Start real turnout processes; each is stopped with SIGTERM and must exit 0 cleanly.
+
+    ``ready=False`` returns as soon as the process is launched, before it listens.
+    """
     started: list[Turnout] = []
 
-    def make(dynamic: str, **kwargs: object) -> Turnout:
+    def make(dynamic: str, *, ready: bool = True, **kwargs: object) -> Turnout:
         workdir = tmp_path / f"turnout{len(started)}"
         workdir.mkdir()
-        proxy = Turnout(workdir, dynamic, **kwargs).start()  # type: ignore[arg-type]
+        proxy = Turnout(workdir, dynamic, **kwargs)  # type: ignore[arg-type]
+        if ready:
+            proxy.start()
+        else:
+            proxy.launch()
         started.append(proxy)
         return proxy
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -22,10 +23,13 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httptools
 
 REPO = Path(__file__).resolve().parents[2]
+# The line ``kill -USR1 <pid>`` makes Turnout print (proxy/runtime/debug.py).
+STATS_PREFIX = "turnout-stats "
 
 
 def free_port() -> int:
@@ -49,31 +53,44 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
 class Turnout:
     """A real ``turnout run`` process.
 
-    ``entrypoint_extra`` is written inside every ``[entryPoints.NAME]`` table, so
-    it should use dotted keys (``transport.respondingTimeouts.readTimeout = "1s"``);
-    ``static_extra`` is appended at the end and should start with a table header.
+    ``dynamic`` is the file provider's file, or a dict of file name to content for
+    ``providers.file.directory``. ``entrypoint_extra`` is written inside every
+    ``[entryPoints.NAME]`` table, so it should use dotted keys
+    (``transport.respondingTimeouts.readTimeout = "1s"``); ``provider_extra`` goes
+    in ``[providers.file]``; ``static_extra`` is appended at the end and should
+    start with a table header.
     """
 
     def __init__(
         self,
         workdir: Path,
-        dynamic: str,
+        dynamic: str | dict[str, str],
         *,
         entrypoint_extra: str = "",
+        provider_extra: str = "",
         static_extra: str = "",
         entrypoints: tuple[str, ...] = ("web",),
     ) -> None:
         self.workdir = workdir
         self.ports = {name: free_port() for name in entrypoints}
         self.port = self.ports[entrypoints[0]]
-        self.dynamic_path = workdir / "dynamic.toml"
-        self.dynamic_path.write_text(dynamic)
+        if isinstance(dynamic, str):
+            self.dynamic_path = workdir / "dynamic.toml"
+            self.dynamic_path.write_text(dynamic)
+            source = f'filename = "{self.dynamic_path}"'
+        else:
+            self.dynamic_path = workdir / "dynamic"
+            self.dynamic_path.mkdir()
+            for name, text in dynamic.items():
+                (self.dynamic_path / name).write_text(text)
+            source = f'directory = "{self.dynamic_path}"'
         lines = []
         for name, port in self.ports.items():
             lines += [f"[entryPoints.{name}]", f'address = "127.0.0.1:{port}"', entrypoint_extra]
         lines += [
             "[providers.file]",
-            f'filename = "{self.dynamic_path}"',
+            source,
+            provider_extra,
             "[log]",
             'level = "DEBUG"',
             static_extra,
@@ -82,14 +99,21 @@ class Turnout:
         self.static_path.write_text("\n".join(lines) + "\n")
         self.stderr_path = workdir / "turnout.stderr"
         self.process: subprocess.Popen[bytes] | None = None
+        self.signalled = False  # a test already asked it to stop
 
-    def start(self) -> Turnout:
+    def launch(self) -> Turnout:
+        """Start the process without waiting for it to listen."""
         self.process = subprocess.Popen(
             [sys.executable, "-m", "proxy.cli", "run", "-c", str(self.static_path)],
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=self.stderr_path.open("wb"),
         )
+        return self
+
+    def start(self) -> Turnout:
+        self.launch()
+        assert self.process is not None
         try:
             for port in self.ports.values():
                 wait_for_port(port)
@@ -116,8 +140,45 @@ class Turnout:
                 return int(line.split()[1]) * 1024
         raise AssertionError("no VmRSS")
 
+    def stats(self, timeout: float = 5.0) -> dict[str, Any]:
+        """Resource counters: send SIGUSR1 and parse the ``turnout-stats`` line it prints.
+
+        Keys: ``fds``, ``tasks``, ``connections`` (per entry point), ``upstream_open``,
+        ``upstream_idle``, ``rss_kib`` (see proxy/runtime/debug.py).
+        """
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        # Until Turnout has installed its handler, SIGUSR1 would kill it: wait
+        # for the kernel to show the signal as caught.
+        while not self._catches(signal.SIGUSR1):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise AssertionError(f"turnout does not handle SIGUSR1:\n{self.stderr()}")
+            time.sleep(0.01)
+        before = self.stderr().count(STATS_PREFIX)
+        # Not self.signal(): that one marks the process as asked to stop.
+        self.process.send_signal(signal.SIGUSR1)
+        while time.monotonic() < deadline:
+            log = self.stderr()
+            if log.count(STATS_PREFIX) > before:
+                line, newline, _ = log[log.rindex(STATS_PREFIX) :].partition("\n")
+                if newline:  # the whole line is there
+                    return json.loads(line[len(STATS_PREFIX) :])
+            time.sleep(0.01)
+        raise AssertionError(f"no {STATS_PREFIX.strip()} line within {timeout} s:\n{log[-2000:]}")
+
+    def _catches(self, signum: int) -> bool:
+        try:
+            status = Path(f"/proc/{self.pid}/status").read_text()
+        except OSError:
+            return False
+        for line in status.splitlines():
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) & (1 << (signum - 1)))
+        return False
+
     def signal(self, signum: int) -> None:
         assert self.process is not None
+        self.signalled = True
         self.process.send_signal(signum)
 
     def wait(self, timeout: float) -> int | None:
@@ -132,7 +193,8 @@ class Turnout:
         """SIGTERM, wait, and return the exit code; an unhandled exception fails the test."""
         assert self.process is not None
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            if not self.signalled:
+                self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -392,6 +454,10 @@ class Backend:
             await self._serve_http(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # stop() ends connection tasks this way; ending normally keeps asyncio's
+            # own done-callback from logging the cancellation as an error.
+            pass
         finally:
             self.open_connections -= 1
             writer.close()
@@ -485,3 +551,44 @@ def dynamic_for(
         f'[http.routers.app]\nrule = "{rule}"\nservice = "app"\n'
         f"[http.services.app.loadBalancer]\n{balancer}\n{servers}{extra}"
     )
+
+
+class BackendProcess:
+    """A real backend process, ``python -m tests.integration.stream_backend``, on a free
+    port (long streamed responses, or silence; see that module), stopped by its pid."""
+
+    def __init__(self, name: str, mode: str = "stream", *options: str) -> None:
+        self.name = name
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "tests.integration.stream_backend"),
+                *("--port", str(self.port), "--name", name, "--mode", mode, *options),
+            ],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for_port(self.port)
+        except TimeoutError:
+            self.stop()
+            raise
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def kill(self) -> None:
+        """SIGKILL: the way a backend crashes or is OOM-killed."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(5)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
