@@ -90,7 +90,7 @@ def setup(
     pools = PoolRegistry(loop, Resolver())
     snapshot, issues = build_snapshot(dynamic, static, entrypoints=["web"], pools=pools)
     assert not issues, issues
-    entrypoint = EntryPoint("web", EntryPointConfig(address=":8080"), Clock(0.0), snapshot)
+    entrypoint = EntryPoint("web", EntryPointConfig(address=":8080"), Clock(time.monotonic), snapshot)
     client = HttpConnection(entrypoint)
     client_transport = MemoryTransport()
     client.connection_made(client_transport)  # type: ignore[arg-type]
