@@ -1,0 +1,96 @@
+"""Helpers for the traffic-control suites (rateLimit, inFlightReq, compress, ...).
+
+One real ``turnout run`` per test module where the cases allow it: a module
+declares one router per case, told apart by Host, and its tests talk to that
+process over real sockets. ``check`` runs ``turnout check`` as a real process.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import REPO, Backend, Turnout
+from tests.providers.servers import RedisServer
+
+__all__ = [
+    "check",
+    "host_router",
+    "module_backend_fixture",
+    "module_proxy_fixture",
+    "redis_server_fixture",
+    "service",
+]
+
+
+def host_router(name: str, middlewares: list[str], rule: str = "") -> str:
+    """Router NAME for ``Host(`NAME.test`)`` (or ``rule``) through ``middlewares`` to ``app``."""
+    listed = ", ".join(f'"{m}"' for m in middlewares)
+    return (
+        f"[http.routers.{name}]\n"
+        f'rule = "{rule or f"Host(`{name}.test`)"}"\n'
+        f'service = "app"\nmiddlewares = [{listed}]\n'
+    )
+
+
+def service(url: str, name: str = "app") -> str:
+    return (
+        f"[http.services.{name}.loadBalancer]\n"
+        f'[[http.services.{name}.loadBalancer.servers]]\nurl = "{url}"\n'
+    )
+
+
+@pytest.fixture(scope="module", name="module_backend")
+def module_backend_fixture() -> Iterator[Backend]:
+    server = Backend().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module", name="module_proxy")
+def module_proxy_fixture(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., Turnout]]:
+    """Start turnout processes that live for the module; each must exit 0 on SIGTERM."""
+    started: list[Turnout] = []
+
+    def make(dynamic: str, **kwargs: object) -> Turnout:
+        proxy = Turnout(tmp_path_factory.mktemp("turnout"), dynamic, **kwargs)  # type: ignore[arg-type]
+        proxy.start()
+        started.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in started:
+        assert proxy.stop() == 0, proxy.stderr()
+
+
+@pytest.fixture(name="redis_server")
+def redis_server_fixture(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server (skipped without the binary, failing when CI=true)."""
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+def check(tmp_path: Path, dynamic: str) -> tuple[int, str]:
+    """``turnout check`` in a real process: its exit code and everything it printed."""
+    dynamic_path = tmp_path / "check.toml"
+    dynamic_path.write_text(dynamic)
+    static = tmp_path / "check-static.toml"
+    static.write_text(
+        '[entryPoints.web]\naddress = "127.0.0.1:0"\n'
+        f'[providers.file]\nfilename = "{dynamic_path}"\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "proxy.cli", "check", "-c", str(static)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return done.returncode, done.stdout + done.stderr
