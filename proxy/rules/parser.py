@@ -244,6 +244,40 @@ def _tokenize(text: str) -> Iterator[_Token]:
     yield _Token(_END, "", n + 1)
 
 
+# The common rule shapes (names, punctuation, backtick strings) in one regex;
+# anything else (double quotes, errors) goes through the full tokenizer.
+_FAST_TOKEN = re.compile(r"[ \t\n\r]*(?:([(),!])|(&&)|(\|\|)|`([^`\r]*)`|([^\W\d]\w*))")
+
+
+def _tokenize_fast(text: str) -> list[_Token] | None:
+    """All tokens of a rule made only of the common shapes, else None.
+
+    Building a 10,000-router table parses 10,000 rules: one regex step per token
+    is about twice as fast as the character loop of ``_tokenize``, which stays
+    the reference (and the source of every error message).
+    """
+    tokens: list[_Token] = []
+    match = _FAST_TOKEN.match
+    position = 0
+    while (found := match(text, position)) is not None:
+        punct, both, either, raw, name = found.groups()
+        if punct is not None:
+            tokens.append(_Token(_PUNCT[punct], punct, found.start(1) + 1))
+        elif both is not None:
+            tokens.append(_Token(_AND, both, found.start(2) + 1))
+        elif either is not None:
+            tokens.append(_Token(_OR, either, found.start(3) + 1))
+        elif raw is not None:
+            tokens.append(_Token(_STRING, raw, found.start(4)))
+        else:
+            tokens.append(_Token(_NAME, name, found.start(5) + 1))
+        position = found.end()
+    if text[position:].strip(" \t\n\r"):
+        return None
+    tokens.append(_Token(_END, "", len(text) + 1))
+    return tokens
+
+
 def _scan_interpreted(text: str, start: int) -> tuple[str, int]:
     """Scan the Go interpreted string literal opening at `start`.
 
@@ -320,7 +354,8 @@ class Parser:
         self._known = ", ".join(sorted(registry))
 
     def parse(self, text: str) -> Node:
-        return _ParseRun(self, _tokenize(text)).rule()
+        fast = _tokenize_fast(text)
+        return _ParseRun(self, iter(fast) if fast is not None else _tokenize(text)).rule()
 
 
 class _ParseRun:
