@@ -26,7 +26,7 @@ from proxy.http.headers import is_token
 from proxy.middlewares import register
 from proxy.middlewares.base import PENDING, Answer, BuildContext, BuildError, Handler, Pending
 from proxy.middlewares.chain import answer, resume
-from proxy.middlewares.htpasswd import check_password, is_bcrypt, load_users
+from proxy.middlewares.htpasswd import UsersTable, check_password, is_bcrypt
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
@@ -67,7 +67,7 @@ class BasicAuthHandler(Handler):
     def __init__(
         self,
         name: str,
-        users: dict[str, str],
+        users: UsersTable,
         realm: str,
         header_field: str,
         remove_header: bool,
@@ -138,7 +138,5 @@ def check_options(realm: str, header_field: str) -> None:
 def build(name: str, config: BasicAuth, context: BuildContext) -> Handler:
     realm = config.realm or "traefik"
     check_options(realm, config.header_field)
-    users: dict[str, str] = {}
-    for (user, secret), _ in load_users(config.users_file, config.users, 2):
-        users[user] = secret
+    users = UsersTable(config.users_file, config.users, 2, lambda parts: (parts[0], parts[1]))
     return BasicAuthHandler(name, users, realm, config.header_field, config.remove_header)

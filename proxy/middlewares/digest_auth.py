@@ -27,7 +27,7 @@ from proxy.config.dynamic import DigestAuth
 from proxy.middlewares import register
 from proxy.middlewares.base import Answer, BuildContext, Handler
 from proxy.middlewares.basic_auth import check_options, unauthorized
-from proxy.middlewares.htpasswd import load_users
+from proxy.middlewares.htpasswd import UsersTable
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
@@ -87,7 +87,7 @@ class DigestAuthHandler(Handler):
     def __init__(
         self,
         name: str,
-        users: dict[str, str],
+        users: UsersTable,
         realm: str,
         header_field: str,
         remove_header: bool,
@@ -148,7 +148,7 @@ class DigestAuthHandler(Handler):
             if len(path) > len(ex.path) or not ex.path.startswith(path):
                 return None, False
         user = auth.get("username", "")
-        ha1 = self.users.get(f"{user}:{self.realm}", "")
+        ha1 = self.users.get(f"{user}:{self.realm}")
         ha2 = _md5(f"{ex.method}:{uri}")
         nonce, nc, cnonce = auth.get("nonce", ""), auth.get("nc", ""), auth.get("cnonce", "")
         expected = _md5(":".join((ha1, nonce, nc, cnonce, "auth", ha2)))
@@ -170,7 +170,7 @@ class DigestAuthHandler(Handler):
 def build(name: str, config: DigestAuth, context: BuildContext) -> Handler:
     realm = config.realm or "traefik"
     check_options(realm, config.header_field)
-    users: dict[str, str] = {}
-    for (user, user_realm, ha1), _ in load_users(config.users_file, config.users, 3):
-        users[f"{user}:{user_realm}"] = ha1
+    users = UsersTable(
+        config.users_file, config.users, 3, lambda parts: (f"{parts[0]}:{parts[1]}", parts[2])
+    )
     return DigestAuthHandler(name, users, realm, config.header_field, config.remove_header)

@@ -16,13 +16,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
+import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import bcrypt
 
 from proxy.middlewares.base import BuildError
 
-__all__ = ["check_password", "is_bcrypt", "load_users", "md5_crypt"]
+__all__ = ["UsersTable", "check_password", "is_bcrypt", "load_users", "md5_crypt"]
+
+log = logging.getLogger("turnout")
+
+# How often a users file is looked at for changes (one stat per period).
+RECHECK_SECONDS = 1.0
 
 _BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2x$", "$2y$")
 _ITOA64 = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -52,6 +61,69 @@ def load_users(users_file: str, users: list[str], fields: int) -> list[tuple[lis
             raise BuildError(f"expected {shape}, got {entry.split(':')[0]!r}...", key)
         parsed.append((parts, key))
     return parsed
+
+
+class UsersTable:
+    """Users by key; a users file is re-read when it changes.
+
+    Traefik reads the file when it builds the middleware, and it rebuilds every
+    middleware on any configuration change. Turnout keeps a middleware whose
+    options did not change, so the file itself is watched instead: at most once
+    a second a request stats it, and a changed file is read again. A file that
+    became unreadable or malformed keeps the users read before, with a warning.
+    """
+
+    __slots__ = ("checked_at", "entries", "fields", "inline", "key_of", "path", "stamp")
+
+    def __init__(
+        self,
+        users_file: str,
+        users: list[str],
+        fields: int,
+        key_of: Callable[[list[str]], tuple[str, str]],
+    ) -> None:
+        self.path = users_file
+        self.inline = users
+        self.fields = fields
+        self.key_of = key_of
+        self.stamp = _stamp(users_file) if users_file else None
+        self.checked_at = time.monotonic()
+        self.entries = self._load()
+
+    def _load(self) -> dict[str, str]:
+        entries: dict[str, str] = {}
+        for parts, _ in load_users(self.path, self.inline, self.fields):
+            key, secret = self.key_of(parts)
+            entries[key] = secret
+        return entries
+
+    def get(self, key: str) -> str:
+        if self.path:
+            now = time.monotonic()
+            if now - self.checked_at >= RECHECK_SECONDS:
+                self.checked_at = now
+                self._refresh()
+        return self.entries.get(key, "")
+
+    def _refresh(self) -> None:
+        stamp = _stamp(self.path)
+        if stamp == self.stamp:
+            return
+        self.stamp = stamp
+        try:
+            self.entries = self._load()
+        except BuildError as error:
+            log.warning(
+                "users file %s: %s: %s; keeping the users read before", self.path, error.key, error
+            )
+
+
+def _stamp(path: str) -> tuple[int, int, int] | None:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_mtime_ns, status.st_size, status.st_ino
 
 
 def is_bcrypt(secret: str) -> bool:

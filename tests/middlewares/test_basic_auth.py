@@ -10,7 +10,14 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from tests.integration.harness import Backend, ResponseReader, Turnout, connect, get
+from tests.integration.harness import (
+    Backend,
+    ResponseReader,
+    Turnout,
+    connect,
+    get,
+    wait_until,
+)
 from tests.middlewares.support import (  # noqa: F401  (fixtures)
     app_backend_fixture,
     check,
@@ -29,12 +36,14 @@ MD5 = "$1$abcdefgh$cHJi5PXp/ki/ktXzqlk6I1"  # openssl passwd -1 -salt abcdefgh s
 
 
 @pytest.fixture(scope="module")
-def proxy(
-    proxy_factory: Callable[..., Turnout],
-    app_backend: Backend,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Turnout:
-    users_file = tmp_path_factory.mktemp("users") / "htpasswd"
+def users_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("users")
+
+
+@pytest.fixture(scope="module")
+def proxy(proxy_factory: Callable[..., Turnout], app_backend: Backend, users_dir: Path) -> Turnout:
+    users_file = users_dir / "htpasswd"
+    (users_dir / "changing").write_text(f"first:{SHA}\n")
     users_file.write_text(f"# a comment\n\nfile-apr1:{APR1}\nfile-md5:{MD5}\noverridden:{SHA}\n")
     middlewares = f"""
 [http.middlewares.auth.basicAuth]
@@ -45,8 +54,11 @@ users = ["sha:{SHA}"]
 realm = "private area"
 headerField = "X-WebAuth-User"
 removeHeader = true
+[http.middlewares.changing.basicAuth]
+usersFile = "{users_dir / "changing"}"
 """
     routers = router("auth", ["auth"]) + router("realm", ["realm"])
+    routers += router("changing", ["changing"])
     return proxy_factory(middlewares + routers + service(app_backend.url))
 
 
@@ -137,6 +149,29 @@ def test_realm_header_field_and_remove_header(proxy: Turnout, app_backend: Backe
     received = last(app_backend)
     assert received.header_all("X-WebAuth-User") == ["sha"]
     assert received.header("Authorization") is None
+
+
+def test_a_changed_users_file_is_read_again(proxy: Turnout, users_dir: Path) -> None:
+    assert get(proxy.port, host="changing.test", headers=basic("first", "sha-pw")).status == 200
+    (users_dir / "changing").write_text(f"second:{SHA}\n")
+    # Looked at once a second at most.
+    assert wait_until(
+        lambda: (
+            get(proxy.port, host="changing.test", headers=basic("second", "sha-pw")).status == 200
+        ),
+        timeout=5,
+    )
+    assert get(proxy.port, host="changing.test", headers=basic("first", "sha-pw")).status == 401
+    # A broken file keeps the users read before, with a warning.
+    (users_dir / "changing").write_text("broken line\n")
+
+    def warned() -> bool:
+        # The file is looked at when a request comes: each try sends one.
+        response = get(proxy.port, host="changing.test", headers=basic("second", "sha-pw"))
+        assert response.status == 200
+        return "keeping the users read before" in proxy.stderr()
+
+    assert wait_until(warned, timeout=5)
 
 
 def test_bad_options_are_configuration_errors_naming_the_key(tmp_path: Path) -> None:
