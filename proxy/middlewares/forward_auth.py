@@ -1,0 +1,250 @@
+"""forwardAuth: ask an authentication server before the service (Traefik's forwardauth).
+
+The auth request is a GET (the request's method with ``preserveRequestMethod``)
+to ``address`` with no body, carrying the request's headers (only
+``authRequestHeaders`` when set) and X-Forwarded-For, -Method, -Proto, -Host
+and -Uri describing the original request; with ``trustForwardHeader`` the
+client's own X-Forwarded-* values are kept (and its X-Forwarded-For extended).
+
+A 2xx answer lets the request go on, with the ``authResponseHeaders`` (and
+those matching ``authResponseHeadersRegex``) copied from the answer into the
+request, replacing what the client sent; ``addAuthCookiesToResponse`` names
+cookies of the answer that are set on the final response, replacing the
+service's cookies of the same name. Any other answer goes back to the client
+as is (status, headers, body), a relative Location made absolute against the
+auth server unless ``preserveLocationHeader``. An unreachable auth server is a
+500, as in Traefik.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import TYPE_CHECKING
+from urllib.parse import urljoin
+
+from proxy.config.dynamic import ForwardAuth
+from proxy.middlewares import register
+from proxy.middlewares.base import (
+    PENDING,
+    Answer,
+    BuildContext,
+    BuildError,
+    Handler,
+    Pending,
+    ResponseHead,
+)
+from proxy.middlewares.chain import answer, resume
+from proxy.middlewares.subrequest import SubrequestError, SubResponse, Target, parse_target, send
+
+if TYPE_CHECKING:
+    from proxy.http.exchange import Exchange
+
+TIMEOUT = 30.0  # Traefik's auth client timeout
+MAX_AUTH_BODY = 4 * 1024 * 1024  # when maxResponseBodySize is unset (-1)
+
+# Never copied to the auth server or back from it (RFC 9110 7.6.1, and framing).
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "host",
+    }
+)
+FORWARDED = ("x-forwarded-for", "x-forwarded-method", "x-forwarded-proto", "x-forwarded-host")
+SET_BY_AUTH = frozenset({*FORWARDED, "x-forwarded-uri"})
+
+
+def canonical(name: str) -> str:
+    """Go's http.CanonicalHeaderKey: "x-auth-user" -> "X-Auth-User"."""
+    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
+
+
+def cookie_name(set_cookie: str) -> str:
+    return set_cookie.partition("=")[0].strip()
+
+
+class ForwardAuthHandler(Handler):
+    __slots__ = (
+        "cookie_names",
+        "cookies",
+        "max_body",
+        "preserve_location",
+        "preserve_method",
+        "request_headers",
+        "response_headers",
+        "response_regex",
+        "target",
+        "tasks",
+        "trust",
+    )
+
+    def __init__(self, name: str, config: ForwardAuth, target: Target) -> None:
+        super().__init__(name)
+        self.target = target
+        self.trust = config.trust_forward_header
+        self.request_headers = frozenset(h.lower() for h in config.auth_request_headers)
+        self.response_headers = [canonical(h) for h in config.auth_response_headers]
+        self.response_regex = (
+            re.compile(config.auth_response_headers_regex)
+            if config.auth_response_headers_regex
+            else None
+        )
+        self.cookie_names = frozenset(config.add_auth_cookies_to_response)
+        self.preserve_location = config.preserve_location_header
+        self.preserve_method = config.preserve_request_method
+        self.max_body = config.max_response_body_size
+        if self.max_body < 0:
+            self.max_body = MAX_AUTH_BODY
+        self.cookies: dict[Exchange, list[str]] = {}  # auth cookies for the final response
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    # -- the auth request --------------------------------------------------
+
+    def auth_headers(self, ex: Exchange) -> list[tuple[str, str]]:
+        wanted = self.request_headers
+        headers = [
+            (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
+            for lname, name, value in ex.fields
+            if lname.decode("latin-1") not in HOP_BY_HOP
+            and lname.decode("latin-1") not in SET_BY_AUTH
+            and (not wanted or lname.decode("latin-1") in wanted)
+        ]
+        trusted = self.trust
+
+        def prior(name: str) -> str:
+            values = ex.header(name)
+            return values[0] if values and trusted else ""
+
+        forwarded_for = ex.client_ip
+        if trusted and ex.header("x-forwarded-for"):
+            forwarded_for = ", ".join([*ex.header("x-forwarded-for"), ex.client_ip])
+        headers.append(("X-Forwarded-For", forwarded_for))
+        headers.append(("X-Forwarded-Method", prior("x-forwarded-method") or ex.method))
+        headers.append(("X-Forwarded-Proto", prior("x-forwarded-proto") or "http"))
+        host = prior("x-forwarded-host") or (
+            ex.host_header.decode("latin-1") if ex.host_header else ""
+        )
+        if host:
+            headers.append(("X-Forwarded-Host", host))
+        uri = prior("x-forwarded-uri") or ex.target.decode("latin-1")
+        headers.append(("X-Forwarded-Uri", uri))
+        return headers
+
+    def on_request(self, ex: Exchange) -> Pending:
+        method = ex.method if self.preserve_method else "GET"
+        task = asyncio.ensure_future(self._ask(ex, method, self.auth_headers(ex)))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return PENDING
+
+    async def _ask(self, ex: Exchange, method: str, headers: list[tuple[str, str]]) -> None:
+        try:
+            reply = await send(
+                self.target,
+                method,
+                self.target.path,
+                headers,
+                timeout=TIMEOUT,
+                max_body=self.max_body,
+            )
+        except SubrequestError:
+            answer(ex, Answer(500))
+            return
+        if ex.finished:
+            return  # the client left meanwhile
+        if not 200 <= reply.status < 300:
+            answer(ex, self.denied(reply))
+            return
+        try:
+            self.grant(ex, reply)
+        except ValueError:
+            answer(ex, Answer(500))
+            return
+        resume(ex)
+
+    # -- the answer --------------------------------------------------------
+
+    def denied(self, reply: SubResponse) -> Answer:
+        headers: list[tuple[bytes, bytes]] = []
+        for name, value in reply.headers:
+            lname = name.lower()
+            if lname in HOP_BY_HOP:
+                continue
+            if lname == "location" and not self.preserve_location:
+                value = urljoin(self.target.url, value)
+            headers.append((name.encode("latin-1"), value.encode("utf-8", "surrogateescape")))
+        return Answer(reply.status, headers, reply.body)
+
+    def grant(self, ex: Exchange, reply: SubResponse) -> None:
+        for name in self.response_headers:
+            ex.remove_header(name)
+            for value in reply.values(name):
+                ex.add_header(name, value)
+        regex = self.response_regex
+        if regex is not None:
+            for _, raw_name, _ in list(ex.fields):
+                name = raw_name.decode("latin-1")
+                if regex.search(canonical(name)):
+                    ex.remove_header(name)
+            for name, value in reply.headers:
+                if regex.search(canonical(name)):
+                    ex.add_header(canonical(name), value)
+        if self.cookie_names:
+            cookies = [
+                value
+                for value in reply.values("set-cookie")
+                if cookie_name(value) in self.cookie_names
+            ]
+            if cookies:
+                self.cookies[ex] = cookies
+
+    def on_response(self, ex: Exchange, head: ResponseHead) -> None:
+        cookies = self.cookies.get(ex)
+        if cookies is None:
+            return
+        names = self.cookie_names
+        head.lines = [
+            line
+            for line in head.lines
+            if not (
+                line[:11].lower() == b"set-cookie:"
+                and cookie_name(line[11:].decode("latin-1")) in names
+            )
+        ]
+        for cookie in cookies:
+            head.add("Set-Cookie", cookie)
+
+    def on_done(self, ex: Exchange, status: int) -> None:
+        self.cookies.pop(ex, None)
+
+
+@register("forward_auth")
+def build(name: str, config: ForwardAuth, context: BuildContext) -> Handler:
+    try:
+        target = parse_target(config.address)
+    except ValueError as error:
+        raise BuildError(str(error), "address") from None
+    if config.tls is not None:
+        raise BuildError("client TLS options are not supported yet", "tls")
+    if config.forward_body:
+        raise BuildError("forwarding the request body is not supported yet", "forwardBody")
+    if config.header_field:
+        raise BuildError("headerField is not supported yet", "headerField")
+    if config.auth_response_headers_regex:
+        try:
+            re.compile(config.auth_response_headers_regex)
+        except re.error as error:
+            raise BuildError(f"invalid regex: {error}", "authResponseHeadersRegex") from None
+    for index, header in enumerate(config.auth_response_headers):
+        if not header or any(c in header for c in " :\r\n\t"):
+            raise BuildError(f"invalid header name {header!r}", f"authResponseHeaders[{index}]")
+    return ForwardAuthHandler(name, config, target)

@@ -1,0 +1,147 @@
+"""One HTTP/1.1 request from a middleware to another server (forwardAuth, errors).
+
+Every header line of the answer is kept in order (several Set-Cookie lines
+matter to forwardAuth), the body is bounded, and the whole exchange has a
+deadline. One connection per request, closed after it: subrequests are not on
+the path of requests that do not use these middlewares.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass, field
+from urllib.parse import SplitResult, urlsplit
+
+import httptools
+
+READ_SIZE = 64 * 1024
+
+
+class SubrequestError(OSError):
+    """The server could not be reached, or answered something unusable."""
+
+
+@dataclass(slots=True)
+class SubResponse:
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+    def values(self, name: str) -> list[str]:
+        lname = name.lower()
+        return [value for key, value in self.headers if key.lower() == lname]
+
+
+@dataclass(slots=True, frozen=True)
+class Target:
+    """A parsed http(s) URL: where to connect and what to put in the request line."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str  # path and query, at least "/"
+
+    @property
+    def authority(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.scheme == "https" else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.authority}{self.path}"
+
+
+def parse_target(url: str) -> Target:
+    """Raise ValueError with a message for anything but an absolute http(s) URL."""
+    parts: SplitResult = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"must be an http or https URL, got {url!r}")
+    if not parts.hostname:
+        raise ValueError(f"URL has no host: {url!r}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)  # raises on a bad port
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return Target(parts.scheme, parts.hostname, port, path)
+
+
+class _Collector:
+    def __init__(self, limit: int) -> None:
+        self.headers: list[tuple[str, str]] = []
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.limit = limit
+        self.done = False
+        self.too_large = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_body(self, body: bytes) -> None:
+        self.size += len(body)
+        if self.size > self.limit:
+            self.too_large = True
+            raise SubrequestError(f"response body over {self.limit} bytes")
+        self.parts.append(body)
+
+    def on_message_complete(self) -> None:
+        self.done = True
+
+
+async def send(
+    target: Target,
+    method: str,
+    path: str,
+    headers: list[tuple[str, str]],
+    *,
+    timeout: float,
+    max_body: int,
+    body: bytes = b"",
+) -> SubResponse:
+    """Send one request to ``target`` (``path`` as the request target); the whole answer."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {target.authority}"]
+    lines += [f"{name}: {value}" for name, value in headers]
+    if body or method in ("POST", "PUT", "PATCH"):
+        lines.append(f"Content-Length: {len(body)}")
+    lines.append("Connection: close")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
+    context = ssl.create_default_context() if target.scheme == "https" else None
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(
+                target.host,
+                target.port,
+                ssl=context,
+                server_hostname=target.host if context else None,
+            )
+            try:
+                writer.write(head + body)
+                collector = _Collector(max_body)
+                parser = httptools.HttpResponseParser(collector)
+                while not collector.done:
+                    data = await reader.read(READ_SIZE)
+                    if not data:
+                        if collector.headers and not parser.should_keep_alive():
+                            break  # a body delimited by the close
+                        raise SubrequestError("connection closed mid-response")
+                    try:
+                        parser.feed_data(data)
+                    except httptools.HttpParserError as error:
+                        if collector.too_large:
+                            raise SubrequestError(f"response body over {max_body} bytes") from None
+                        raise SubrequestError(f"malformed response: {error}") from None
+                return SubResponse(
+                    parser.get_status_code(), collector.headers, b"".join(collector.parts)
+                )
+            finally:
+                writer.close()
+    except TimeoutError:
+        raise SubrequestError(f"no answer from {target.authority} within {timeout} s") from None
+    except OSError as error:
+        if isinstance(error, SubrequestError):
+            raise
+        raise SubrequestError(
+            f"cannot reach {target.authority}: {error.strerror or error}"
+        ) from None
