@@ -12,9 +12,11 @@ States, as oxy defines them:
   the others get the fallback. Then back to standby. The expression is not
   evaluated while recovering.
 
-Measures come from ``on_done``: the final status (0 when no response was
-sent), and the time from the request to the end of the response. 502 and 504
-count as network errors, as in oxy, and so does 0.
+Each router using the middleware has a breaker of its own, as Traefik builds
+a middleware instance per router. Measures come from ``on_done``: the final
+status (0 when no response was sent), and the time from the request to the
+end of the response. 502 and 504 count as network errors, as in oxy, and so
+does 0.
 
 The expression: ``NetworkErrorRatio()``, ``ResponseCodeRatio(from, to,
 dividedByFrom, dividedByTo)`` (codes in [from, to) over codes in
@@ -241,21 +243,30 @@ class _Parser:
         return lambda m, now: m.response_code_ratio(now, low, high, dlow, dhigh)
 
 
+class Breaker:
+    """The state of one router's breaker (Traefik builds a middleware per router)."""
+
+    __slots__ = ("allowed", "denied", "last_check", "metrics", "recovery_start", "state", "until")
+
+    def __init__(self) -> None:
+        self.metrics = Metrics()
+        self.state = STANDBY
+        self.until = 0.0
+        self.last_check = 0.0
+        self.recovery_start = 0.0
+        self.allowed = 0
+        self.denied = 0
+
+
 class CircuitBreakerHandler(Handler):
     __slots__ = (
-        "allowed",
+        "breakers",
         "check_period",
         "condition",
-        "denied",
         "fallback",
         "fallback_duration",
-        "last_check",
-        "metrics",
         "recovery_duration",
-        "recovery_start",
         "started",
-        "state",
-        "until",
     )
 
     def __init__(
@@ -277,54 +288,54 @@ class CircuitBreakerHandler(Handler):
             [(b"Content-Type", b"text/plain; charset=utf-8")],
             reason(response_code).encode(),
         )
-        self.metrics = Metrics()
-        self.state = STANDBY
-        self.until = 0.0
-        self.last_check = 0.0
-        self.recovery_start = 0.0
-        self.allowed = 0
-        self.denied = 0
-        self.started: dict[Exchange, float] = {}  # exchanges let through, and when
+        self.breakers: dict[str, Breaker] = {}  # by router
+        self.started: dict[Exchange, tuple[Breaker, float]] = {}  # exchanges let through
 
     def on_request(self, ex: Exchange) -> Answer | None:
+        route = ex.route
+        assert route is not None
+        breaker = self.breakers.get(route.router)
+        if breaker is None:
+            breaker = self.breakers[route.router] = Breaker()
         now = time.monotonic()
-        if self.state is not STANDBY and self._blocks(now):
+        if breaker.state is not STANDBY and self._blocks(breaker, now):
             return self.fallback
-        self.started[ex] = now
+        self.started[ex] = (breaker, now)
         return None
 
-    def _blocks(self, now: float) -> bool:
-        if self.state is TRIPPED:
-            if now < self.until:
+    def _blocks(self, breaker: Breaker, now: float) -> bool:
+        if breaker.state is TRIPPED:
+            if now < breaker.until:
                 return True
-            self.state = RECOVERING
-            self.until = now + self.recovery_duration
-            self.recovery_start = now
-            self.allowed = self.denied = 0
-        if now > self.until:
-            self.state = STANDBY
+            breaker.state = RECOVERING
+            breaker.until = now + self.recovery_duration
+            breaker.recovery_start = now
+            breaker.allowed = breaker.denied = 0
+        if now > breaker.until:
+            breaker.state = STANDBY
             return False
         # oxy's ratio controller: allow while allowed/(allowed+denied) stays under
         # half the elapsed fraction of the recovery duration.
-        target = 0.5 * (now - self.recovery_start) / self.recovery_duration
-        if (self.allowed + 1) / (self.allowed + self.denied + 1) < target:
-            self.allowed += 1
+        target = 0.5 * (now - breaker.recovery_start) / self.recovery_duration
+        if (breaker.allowed + 1) / (breaker.allowed + breaker.denied + 1) < target:
+            breaker.allowed += 1
             return False
-        self.denied += 1
+        breaker.denied += 1
         return True
 
     def on_done(self, ex: Exchange, status: int) -> None:
-        started = self.started.pop(ex, None)
-        if started is None:
+        entry = self.started.pop(ex, None)
+        if entry is None:
             return  # answered by the fallback, or stopped before this handler
+        breaker, started = entry
         now = time.monotonic()
-        self.metrics.record(status, now - started, now)
-        if self.state is STANDBY and now >= self.last_check:
-            self.last_check = now + self.check_period
-            if self.condition(self.metrics, now):
-                self.state = TRIPPED
-                self.until = now + self.fallback_duration
-                self.metrics.reset()
+        breaker.metrics.record(status, now - started, now)
+        if breaker.state is STANDBY and now >= breaker.last_check:
+            breaker.last_check = now + self.check_period
+            if self.condition(breaker.metrics, now):
+                breaker.state = TRIPPED
+                breaker.until = now + self.fallback_duration
+                breaker.metrics.reset()
 
 
 @register("circuit_breaker")

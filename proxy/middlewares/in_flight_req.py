@@ -33,7 +33,10 @@ class InFlightReqHandler(Handler):
         self.holding: dict[Exchange, str] = {}  # exchanges holding a slot, and whose
 
     def on_request(self, ex: Exchange) -> Answer | None:
-        source = self.source(ex)
+        route = ex.route
+        assert route is not None
+        # Traefik builds a middleware once per router: each router counts on its own.
+        source = route.router + "\x00" + self.source(ex)
         count = self.counts.get(source, 0)
         if count >= self.amount:
             return TOO_MANY

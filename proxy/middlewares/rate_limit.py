@@ -11,6 +11,8 @@ Traefik's semantics, from pkg/middlewares/ratelimiter:
   waits that long and goes on; past it the reservation is cancelled and the
   answer is 429 with ``Retry-After`` (whole seconds, rounded up) and
   ``X-Retry-In`` (a Go duration).
+- Each router using the middleware has buckets of its own, as Traefik builds a
+  middleware instance per router.
 - Buckets idle for ``ttl`` (2 s for rates of at least one per second, else
   1 + 1/rate seconds) are forgotten, and at most 65536 sources are kept, the
   least recently seen going first: memory stays bounded whatever the sources.
@@ -117,7 +119,10 @@ class RateLimitHandler(Handler):
         limits = self.limits
         if limits.rate == math.inf:
             return None
-        wait = self.reserve(self.source(ex), time.monotonic())
+        route = ex.route
+        assert route is not None
+        # Traefik builds a middleware once per router: each router has its own buckets.
+        wait = self.reserve(route.router + "\x00" + self.source(ex), time.monotonic())
         if wait <= 0.0:
             return None
         if wait > limits.max_delay:
@@ -203,7 +208,10 @@ class RedisRateLimitHandler(Handler):
     def on_request(self, ex: Exchange) -> Answer | Pending | None:
         if self.limits.rate == math.inf:
             return None
-        task = asyncio.ensure_future(self._decide(ex, self.prefix + self.source(ex)))
+        route = ex.route
+        assert route is not None
+        key = f"{self.prefix}{route.router}:{self.source(ex)}"
+        task = asyncio.ensure_future(self._decide(ex, key))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return PENDING

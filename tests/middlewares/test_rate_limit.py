@@ -59,6 +59,7 @@ def proxy(module_backend: Backend, module_proxy: Callable[..., Turnout]) -> Turn
     routers = [host_router(n, [n]) for n in ("zero", "burst", "period", "late", "header")]
     routers += [host_router(n, [n]) for n in ("depth", "excl")]
     routers.append(host_router("host", ["host"], "PathPrefix(`/by-host`)"))
+    routers.append(host_router("period2", ["period"]))
     return module_proxy(
         MIDDLEWARES + "".join(routers) + service(module_backend.url),
         entrypoint_extra="forwardedHeaders.insecure = true",
@@ -94,6 +95,9 @@ def test_default_burst_is_one_and_period_scales_the_rate(proxy: Turnout) -> None
     refused = get(proxy.port, host="period.test")
     assert refused.status == 429
     assert refused.header("Retry-After") == "2"
+    # Another router with the same middleware has buckets of its own, as in Traefik.
+    assert get(proxy.port, host="period2.test").status == 200
+    assert get(proxy.port, host="period2.test").status == 429
 
 
 def test_a_short_wait_is_served_late_not_refused(proxy: Turnout, module_backend: Backend) -> None:
@@ -226,7 +230,7 @@ def test_redis_limit_is_shared_by_two_instances(
     assert admitted[0] >= 2 and admitted[1] >= 2, admitted
     assert refused[0] > total
     assert len(module_backend.requests) - before == total
-    assert redis_server.command("EXISTS", "turnout:ratelimit:rl@file:127.0.0.1") == "1"
+    assert redis_server.command("EXISTS", "turnout:ratelimit:rl@file:app@file:127.0.0.1") == "1"
 
 
 def test_redis_unreachable_answers_500(
