@@ -81,16 +81,16 @@ def setup(
                 for i in range(routers - 1)
             }
             | {"bench": {"rule": "PathPrefix(`/`)", "service": "app"}},
-            "services": {
-                "app": {"loadBalancer": {"servers": [{"url": "http://127.0.0.1:8081"}]}}
-            },
+            "services": {"app": {"loadBalancer": {"servers": [{"url": "http://127.0.0.1:8081"}]}}},
         }
     }
     dynamic: DynamicConfig = decode_dynamic(raw, "bench")
     pools = PoolRegistry(loop, Resolver())
     snapshot, issues = build_snapshot(dynamic, static, entrypoints=["web"], pools=pools)
     assert not issues, issues
-    entrypoint = EntryPoint("web", EntryPointConfig(address=":8080"), Clock(time.monotonic), snapshot)
+    entrypoint = EntryPoint(
+        "web", EntryPointConfig(address=":8080"), Clock(time.monotonic), snapshot
+    )
     client = HttpConnection(entrypoint)
     client_transport = MemoryTransport()
     client.connection_made(client_transport)  # type: ignore[arg-type]
