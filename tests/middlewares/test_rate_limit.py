@@ -20,6 +20,7 @@ from tests.middlewares.traffic import (  # noqa: F401  (fixtures)
     redis_server_fixture,
     service,
 )
+from tests.providers.servers import RedisServer
 
 SLOW = 'average = 1\nperiod = "10s"\n'  # one request, then 429 for the rest of the test
 
@@ -241,3 +242,24 @@ def test_redis_unreachable_answers_500(
     response = get(proxy.port)
     assert response.status == 500
     assert len(module_backend.requests) == before
+
+
+def test_redis_username_password_and_db(
+    module_backend: Backend, module_proxy: Callable[..., Turnout], tmp_path: Path
+) -> None:
+    server = RedisServer(tmp_path / "redis", password="s3cret").start()
+    try:
+        extra = 'username = "default"\npassword = "s3cret"\ndb = 2\n'
+        good = module_proxy(redis_limited(module_backend.url, server.port, extra))
+        assert get(good.port).status == 200
+        found = server.command(
+            "EVAL",
+            "redis.call('SELECT', 2) return redis.call('EXISTS', KEYS[1])",
+            "1",
+            "turnout:ratelimit:rl@file:app@file:127.0.0.1",
+        )
+        assert found == "1"
+        wrong = module_proxy(redis_limited(module_backend.url, server.port, 'password = "wrong"\n'))
+        assert get(wrong.port).status == 500
+    finally:
+        server.stop()
