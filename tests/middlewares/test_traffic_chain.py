@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from tests.middlewares.traffic import (  # noqa: F401  (fixtures)
 
 DYNAMIC = """
 [http.middlewares.guard.chain]
-middlewares = ["limit", "slots", "prefix"]
+middlewares = ["zip", "limit", "slots", "prefix"]
+[http.middlewares.zip.compress]
+minResponseBodyBytes = 1
 [http.middlewares.limit.rateLimit]
 average = 1
 period = "10s"
@@ -41,8 +44,17 @@ def test_chain_of_traffic_middlewares(
     # the rate limit admits its burst, and addPrefix runs after both.
     assert [get(proxy.port, "/x", headers=tenant).status for _ in range(4)] == [200, 200, 200, 429]
     assert [r.target for r in server.requests] == ["/api/x"] * 3
-    assert get(proxy.port, "/y", headers="X-Tenant: b\r\n").status == 200
+    zipped = get(proxy.port, "/y", headers="X-Tenant: b\r\nAccept-Encoding: gzip\r\n")
+    assert zipped.status == 200
+    assert zipped.header("Content-Encoding") == "gzip"
+    assert zlib.decompress(zipped.body, 31) == b"ok"
     assert server.requests[-1].target == "/api/y"
+    # The rate limit's own 429 passes through compress, outside it, on its way out.
+    refused = get(proxy.port, "/z", headers=tenant + "Accept-Encoding: gzip\r\n")
+    assert refused.status == 429
+    assert refused.header("Vary") == "Accept-Encoding"
+    assert refused.header("Content-Encoding") == "gzip"
+    assert zlib.decompress(refused.body, 31) == b"Too Many Requests"
 
 
 def test_a_bad_member_is_reported_under_its_own_name(tmp_path: Path) -> None:
