@@ -1,7 +1,8 @@
 """redirectScheme: send the client to the same URL with another scheme (and port).
 
 As Traefik v3: the current scheme is ``http`` (there is no TLS yet) unless a
-trusted client's X-Forwarded-Proto says ``https``/``wss``; the port comes from
+trusted client's X-Forwarded-Proto says otherwise (``ws``/``wss`` read as
+``http``/``https``); the port comes from
 Host and is dropped when it is the scheme's default; the target URL keeps host
 and request target, with ``port`` unless it is the new scheme's default. A
 request already at the target URL passes through. Statuses as redirectRegex.
@@ -20,6 +21,7 @@ from proxy.middlewares.redirect_regex import redirect_answer
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
 
+_WEBSOCKET_SCHEMES = {"ws": "http", "wss": "https"}
 _URL = GoRegexp(r"^(https?:\/\/)?(\[[\w:.]+\]|[\w\._-]+)?(:\d+)?(.*)$")
 
 
@@ -32,11 +34,8 @@ def client_url(ex: Exchange) -> str:
         host, port = raw_host[:colon], raw_host[colon:]
     scheme = "http"
     for proto in ex.header("x-forwarded-proto")[:1]:
-        lowered = proto.strip().lower()
-        if lowered in ("https", "wss"):
-            scheme = "https"
-        elif lowered in ("http", "ws"):
-            scheme = "http"
+        # An upgrade's ws/wss stands for http/https; any other value is taken as is.
+        scheme = _WEBSOCKET_SCHEMES.get(proto.lower(), proto)
     if (scheme == "http" and port == ":80") or (scheme == "https" and port == ":443"):
         port = ""
     return scheme + "://" + host + port + ex.target.decode("utf-8", "surrogateescape")

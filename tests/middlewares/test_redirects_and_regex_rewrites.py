@@ -108,6 +108,9 @@ def test_redirect_scheme_passes_a_request_already_on_the_scheme(
     response = get(proxy.port, "/here", host="https.test", headers="X-Forwarded-Proto: https\r\n")
     assert response.status == 200
     assert last(app_backend).target == "/here"
+    # An upgrade's "wss" stands for https.
+    response = get(proxy.port, "/ws", host="https.test", headers="X-Forwarded-Proto: wss\r\n")
+    assert response.status == 200
     # To http from plain http on the default port: nothing to do.
     assert get(proxy.port, "/plain", host="http.test").status == 200
     # From plain http on another port, to http: the port goes.
