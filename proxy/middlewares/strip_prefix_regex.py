@@ -41,20 +41,27 @@ class StripPrefixRegexHandler(Handler):
                 continue
             ex.add_header("X-Forwarded-Prefix", prefix)
             rest = _leading_slash(path[len(prefix) :])
-            raw = ex.raw_path
-            if b"%" in raw:
-                # Keep the client's escaping: drop the escaped form of the prefix.
-                raw_text = raw.decode("utf-8", "surrogateescape")
-                for cut in range(len(prefix), len(raw_text) + 1):
-                    if unquote_to_bytes(
-                        raw_text[:cut].encode("utf-8", "surrogateescape")
-                    ) == prefix.encode("utf-8", "surrogateescape"):
-                        ex.set_path(
-                            rest, _leading_slash(raw_text[cut:]).encode("utf-8", "surrogateescape")
-                        )
-                        return
-            ex.set_path(rest)
+            cut = _escaped_length(ex.raw_path, prefix.encode("utf-8", "surrogateescape"))
+            if cut is None:
+                ex.set_path(rest)
+            else:
+                # Keep the client's escaping of what is left.
+                ex.set_path(rest, _leading_slash_raw(ex.raw_path[cut:]))
             return
+
+
+def _escaped_length(raw: bytes, prefix: bytes) -> int | None:
+    """How many bytes of the escaped path spell ``prefix`` once unescaped (None: unescaped)."""
+    if b"%" not in raw:
+        return None
+    for cut in range(len(prefix), len(raw) + 1):
+        if unquote_to_bytes(raw[:cut]) == prefix:
+            return cut
+    return None
+
+
+def _leading_slash_raw(raw: bytes) -> bytes:
+    return raw if raw.startswith(b"/") else b"/" + raw
 
 
 @register("strip_prefix_regex")

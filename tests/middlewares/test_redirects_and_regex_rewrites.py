@@ -42,7 +42,7 @@ replacement = "/b%2F$1"
 [http.middlewares.noop.replacePathRegex]
 regex = "^/oops/(.*)"
 [http.middlewares.spr.stripPrefixRegex]
-regex = ["/x/[a-z]+", "/api/v[0-9]+"]
+regex = ["/x/[a-z ]+", "/api/v[0-9]+"]
 """
 
 
@@ -169,6 +169,16 @@ def test_replace_path_regex_without_replacement_does_nothing(
 
 
 # -- stripPrefixRegex -----------------------------------------------------------------
+
+
+def test_strip_prefix_regex_keeps_the_client_escaping(proxy: Turnout, app_backend: Backend) -> None:
+    get(proxy.port, "/api/v2/a%20b%2Fc", host="spr.test")
+    assert last(app_backend).target == "/a%20b%2Fc"
+    # The matched prefix is unescaped ("/x/a b"); its escaped form is what goes.
+    get(proxy.port, "/x/a%20b/rest", host="spr.test")
+    received = last(app_backend)
+    assert received.target == "/rest"
+    assert received.header("X-Forwarded-Prefix") == "/x/a b"
 
 
 def test_strip_prefix_regex_strips_the_first_matching_prefix(
