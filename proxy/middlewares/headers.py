@@ -109,6 +109,7 @@ class HeadersHandler(Handler):
     __slots__ = (
         "allow_credentials",
         "allowed_hosts",
+        "checks_host",
         "expose_headers",
         "force_host",
         "has_cors",
@@ -164,6 +165,11 @@ class HeadersHandler(Handler):
         self.force_host = config.ssl_force_host
         self.ssl_host = config.ssl_host
         self.ssl_status = 307 if config.ssl_temporary_redirect else 301
+        self.checks_host = bool(
+            self.allowed_hosts is not None
+            or self.ssl_redirect
+            or (self.force_host and self.ssl_host)
+        )
         secure: list[tuple[str, str]] = []
         if config.custom_frame_options_value:
             secure.append(("X-Frame-Options", config.custom_frame_options_value))
@@ -205,6 +211,8 @@ class HeadersHandler(Handler):
                 return self._preflight(origin)
         for name, value in self.request_headers:
             _set_request_header(ex, name, value)
+        if not self.checks_host:
+            return None
         host = self._host(ex)
         if self.allowed_hosts is not None and host.lower() not in self.allowed_hosts:
             return self._secure_answer(
