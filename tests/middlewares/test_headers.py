@@ -23,6 +23,7 @@ X-Script-Name = "test"
 X-Remove-Me = ""
 X-Forwarded-Proto = "https"
 X-Forwarded-Host = ""
+Host = "backend.internal"
 [http.middlewares.custom.headers.customResponseHeaders]
 X-Custom-Response = "yes"
 Server = ""
@@ -120,6 +121,7 @@ def test_custom_request_headers_set_replace_and_delete(
     assert received.header_all("X-Forwarded-Proto") == ["https"]
     assert received.header("X-Forwarded-Host") is None
     assert received.header("X-Forwarded-For") == "127.0.0.1"
+    assert received.header_all("Host") == ["backend.internal"]  # Traefik sets req.Host
 
 
 def test_custom_response_headers_set_and_delete(proxy: Turnout) -> None:
