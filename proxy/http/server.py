@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
+from proxy.http.chunks import ChunkScanner
 from proxy.http.errors import (
     BadRequest,
     GatewayTimeout,
@@ -78,8 +79,7 @@ class HttpConnection(asyncio.Protocol):
         "batch",
         "batch_size",
         "batch_target",
-        "chunk_framing",
-        "chunks",
+        "chunk_scanner",
         "client_ip",
         "client_ip_bytes",
         "clock",
@@ -94,14 +94,17 @@ class HttpConnection(asyncio.Protocol):
         "forwarded_block_ws",
         "forwarded_server",
         "head_bytes",
+        "head_carry",
         "head_count",
         "head_size",
         "host_cache",
+        "message_start",
         "out",
         "out_size",
         "parser",
         "paused",
         "queue",
+        "read_data",
         "receiving",
         "remote_address",
         "requests",
@@ -160,9 +163,12 @@ class HttpConnection(asyncio.Protocol):
         self.head_bytes = 0
         self.head_size = 0
         self.head_count = 0
-        # Chunked request bodies: framing bytes and chunks seen, to bound chunk extensions
-        self.chunk_framing = 0
-        self.chunks = 0
+        # Chunked request bodies: the chunk lines are checked ahead of llhttp
+        # (proxy/http/chunks.py), which needs where in a read the body starts.
+        self.chunk_scanner: ChunkScanner | None = None
+        self.read_data = b""
+        self.message_start = 0  # 0: at the read's start; -1: in an earlier read; -2: unknown
+        self.head_carry = b""  # last bytes of the previous read while a head is incomplete
 
     # -- asyncio.Protocol -------------------------------------------------
 
@@ -242,10 +248,13 @@ class HttpConnection(asyncio.Protocol):
         receiving = self.receiving
         if receiving is None or not receiving.head_done:
             self.head_bytes += len(data)
-        elif receiving.chunked:
-            self.chunk_framing += len(data)
+        self.read_data = data
+        self.message_start = 0 if receiving is None else -1
         self.feeding = True
         try:
+            scanner = self.chunk_scanner
+            if scanner is not None:
+                scanner.feed(data)  # a chunked body going on from an earlier read
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
             offset = upgrade.args[0] if upgrade.args else len(data)
@@ -265,17 +274,11 @@ class HttpConnection(asyncio.Protocol):
             return
         self.feeding = False
         receiving = self.receiving
-        if receiving is not None:
-            if not receiving.head_done:
-                if self.head_bytes > self.entrypoint.max_header_bytes:
-                    self._request_error(HeadersTooLarge("request head too large"))
-                    return
-            elif (
-                receiving.chunked
-                and self.chunk_framing - self.chunks * _CHUNK_LINE > MAX_CHUNK_EXTENSIONS
-            ):
-                self._request_error(BadRequest("chunk extensions too long"))
+        if receiving is not None and not receiving.head_done:
+            if self.head_bytes > self.entrypoint.max_header_bytes:
+                self._request_error(HeadersTooLarge("request head too large"))
                 return
+            self.head_carry = data[-3:]
         if self.batch:
             self._send_batch()
 
@@ -487,8 +490,7 @@ class HttpConnection(asyncio.Protocol):
         self.head_size += len(name) + len(value) + 4
         if receiving.head_done:
             # A trailer: never merged into the forwarded headers (they are long
-            # gone upstream), only bounded, and counted as chunk framing.
-            self.chunk_framing -= len(name) + len(value) + 4
+            # gone upstream), only bounded.
             if self.head_size > self.entrypoint.max_header_bytes:
                 raise HeadersTooLarge("trailers too large")
             return
@@ -585,8 +587,8 @@ class HttpConnection(asyncio.Protocol):
         ex.head_done = True
         self.head_bytes = 0
         self.head_size = 0
-        self.chunk_framing = 0
-        self.chunks = 0
+        if ex.chunked:
+            self._scan_chunks()
         if self.active is None:
             self.active = ex
             self._dispatch(ex)
@@ -596,19 +598,37 @@ class HttpConnection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         receiving = self.receiving
-        if receiving is not None:
-            self.chunk_framing -= len(body)
-            if receiving.response_state != 2:
-                receiving.body(body)
+        if receiving is not None and receiving.response_state != 2:
+            receiving.body(body)
 
-    def on_chunk_header(self) -> None:
-        self.chunks += 1
+    def _scan_chunks(self) -> None:
+        """Start checking the chunk lines of this request's body, from where it starts."""
+        data = self.read_data
+        if self.message_start == 0:
+            end = data.find(b"\r\n\r\n")
+            start = end + 4 if end >= 0 else -1
+        elif self.message_start == -1:
+            carry = self.head_carry
+            end = (carry + data).find(b"\r\n\r\n")
+            start = end + 4 - len(carry) if end >= 0 else -1
+        else:
+            # Pipelined behind another request in the same read: where this body
+            # starts is not known, and its chunk lines go unchecked (llhttp still
+            # checks the framing itself).
+            start = -1
+        if start < 0:
+            self.chunk_scanner = None
+            return
+        scanner = self.chunk_scanner = ChunkScanner()
+        scanner.feed(data, start)
 
     def on_message_complete(self) -> None:
         ex = self.receiving
         if ex is None:
             return
         self.receiving = None
+        self.chunk_scanner = None
+        self.message_start = -2  # a next message in this read starts at an unknown offset
         if not ex.keep_alive:
             # Nothing after a request that closes the connection is ever forwarded.
             self.discarding = True
@@ -784,12 +804,6 @@ def _fully_read(ex: Exchange) -> bool:
         return True
     return ex.head_done and ex.upgrade is None and not ex.chunked and not ex.content_length
 
-
-# Per chunk, the size line (16 hex digits at most) and two CRLFs are framing
-# that is not a chunk extension.
-_CHUNK_LINE = 24
-# nginx and HAProxy refuse chunk extensions long before this; llhttp has no limit.
-MAX_CHUNK_EXTENSIONS = 4096
 
 _NOT_FOUND = HttpError("no router matched", status=404)
 _NOT_FOUND.close = False

@@ -266,32 +266,8 @@ def send_row(port: int, raw: bytes) -> tuple[int, bool, bytes, bytes]:
     return response.status, closed, head, extra
 
 
-# Known gap (issue 3, left open): httptools exposes no chunk-extension callbacks,
-# and llhttp accepts empty extension names and unbounded extensions. Turnout bounds
-# extension bytes only when they span reads. Strict: fixing the gap fails these marks.
-CHUNK_EXTENSION_GAP = {
-    "chunk-ext-empty-between",
-    "chunk-ext-empty-name",
-    "chunk-ext-over-4k",
-    "chunk-ext-over-4k-in-total",
-}
-
-
 @pytest.mark.parametrize("pool", ["cold", "warm"])
-@pytest.mark.parametrize(
-    "row",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                strict=True, reason="chunk extensions are not inspected (issue 3 gap)"
-            ),
-        )
-        if name in CHUNK_EXTENSION_GAP
-        else name
-        for name in ROWS
-    ],
-)
+@pytest.mark.parametrize("row", list(ROWS))
 def test_row_is_refused_closed_and_nothing_reaches_the_backend(proxies, recording, row, pool):
     raw, statuses = ROWS[row]
     proxy = proxies[pool]
