@@ -30,6 +30,9 @@ STARTUP_WINDOW = 2.0
 # Restarts of a crashing worker back off up to this delay.
 MAX_BACKOFF = 5.0
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
+# Set in a worker by a SIGTERM/SIGINT that arrives before its event loop takes
+# signals over; the Instance then stops as soon as it has started.
+EARLY_STOP: list[int] = []
 
 
 class Supervisor:
@@ -46,8 +49,10 @@ class Supervisor:
         pid = os.fork()
         if pid == 0:
             # The worker: default signal handling, then a whole Turnout.
-            for signum in FORWARDED_SIGNALS:
-                signal.signal(signum, signal.SIG_DFL)
+            for signum in (signal.SIGHUP, signal.SIGUSR1):
+                signal.signal(signum, signal.SIG_IGN)  # until the loop handles them
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda signum, frame: EARLY_STOP.append(signum))
             code = 1
             try:
                 code = self.run_worker(index)

@@ -71,7 +71,7 @@ def test_workers_share_the_port_restart_and_drain(tmp_path: Path) -> None:
         code = process.wait(15)
     assert code == 0, stderr.read_text()
     log = stderr.read_text()
-    assert log.count("stopped") == 2
+    assert log.count("stopped") == 2, log
     assert "Traceback" not in log
 
 

@@ -67,6 +67,13 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 20)
 
 
+def stop_requested_early() -> bool:
+    """Whether a worker was told to stop before its loop could listen for signals."""
+    from proxy import workers
+
+    return bool(workers.EARLY_STOP)
+
+
 class Instance:
     def __init__(
         self,
@@ -131,6 +138,14 @@ class Instance:
         self.clock = Clock(loop.time)
         self.resolver = Resolver()
         self.pools = PoolRegistry(loop, self.resolver)
+        # Handlers first: a SIGTERM during start-up (or as soon as the port opens)
+        # must end in a graceful stop, not kill the process.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        loop.add_signal_handler(signal.SIGUSR1, debug.dump, self.entrypoints, self.pools)
+        if stop_requested_early():
+            self._stop.set()
         self.aggregator = Aggregator(
             self.static,
             list(entrypoint_configs(self.static)),
@@ -165,12 +180,6 @@ class Instance:
                 )
                 return 1
             self.entrypoints[name] = EntryPoint(name, config, self.clock, snapshot)
-        # Handlers before listening: a SIGTERM as soon as the port opens must
-        # drain what was accepted, not kill the process.
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
-        loop.add_signal_handler(signal.SIGUSR1, debug.dump, self.entrypoints, self.pools)
         for name, entrypoint in self.entrypoints.items():
             try:
                 await entrypoint.start(loop, reuse_port=self.reuse_port)
