@@ -1,7 +1,8 @@
 """The ``turnout`` command: run, check, explain, version.
 
 Exit codes: 0 ok, 1 configuration error (``FILE: key.path: message`` lines on
-stderr), 2 bad command line (argparse's own convention).
+stderr, ``FILE:LINE: key.path: message`` where the line is known), 2 bad
+command line (argparse's own convention).
 """
 
 from __future__ import annotations
@@ -159,12 +160,13 @@ async def _check(
     static: StaticConfig, base: Path | None, warnings: list[ConfigIssue], args: argparse.Namespace
 ) -> int:
     from proxy.runtime.instance import entrypoint_configs
-    from proxy.runtime.report import check_configs
+    from proxy.runtime.report import attach_report_lines, check_configs
 
     sources, notes = await gather_sources(static, base, args.dynamic, live=args.live)
     report = check_configs(
         static, list(entrypoint_configs(static)), sources, warnings=[*warnings, *notes]
     )
+    attach_report_lines(report)
     unread = {provider for provider, source, update in sources if update is None}
     _excuse_unread_references(report, unread)
     if args.json:
@@ -182,12 +184,13 @@ async def _check(
 async def _explain(static: StaticConfig, base: Path | None, args: argparse.Namespace) -> int:
     from proxy.runtime.explain import ExplainError, explain
     from proxy.runtime.instance import entrypoint_configs
-    from proxy.runtime.report import check_configs
+    from proxy.runtime.report import attach_report_lines, check_configs
     from proxy.runtime.snapshot import ProviderConfig, build_merged
 
     sources, notes = await gather_sources(static, base, args.dynamic, live=args.live)
     entrypoints = list(entrypoint_configs(static))
     report = check_configs(static, entrypoints, sources, warnings=notes)
+    attach_report_lines(report)
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     for issue in report.errors:
@@ -310,6 +313,7 @@ def _excuse_unread_references(report: Any, unread: set[str]) -> None:
                     issue.file,
                     issue.path,
                     f"{issue.message} not checked: provider {match.group(2)} not read (add --live)",
+                    issue.line,
                 )
             )
         else:

@@ -121,7 +121,7 @@ def test_bad_command_line_exits_2(args):
 
 def test_unknown_dynamic_key_is_refused_with_a_suggestion(tmp_path):
     static, dynamic, port = write_config(tmp_path, GOOD_DYNAMIC.replace('rule = "', 'rul = "', 1))
-    expected = f"{dynamic}: http.routers.app.rul: unknown key; did you mean 'rule'?"
+    expected = f"{dynamic}:3: http.routers.app.rul: unknown key; did you mean 'rule'?"
     for command in ("run", "check"):
         result = turnout(command, "-c", str(static))
         assert_config_error(result, [expected])
@@ -140,8 +140,8 @@ def test_unknown_static_key_is_refused_with_a_suggestion(tmp_path):
     assert_config_error(
         result,
         [
-            f"{static}: entryPoints.web.adress: unknown key; did you mean 'address'?",
-            f"{static}: entryPoints.web.transport.respondingTimeouts.readTimout: "
+            f"{static}:2: entryPoints.web.adress: unknown key; did you mean 'address'?",
+            f"{static}:4: entryPoints.web.transport.respondingTimeouts.readTimout: "
             "unknown key; did you mean 'readTimeout'?",
         ],
     )
@@ -155,7 +155,7 @@ def test_router_naming_a_missing_service_is_refused(tmp_path):
         result = turnout(command, "-c", str(static))
         assert result.returncode == 1, result.stderr
         [line] = [line for line in error_lines(result) if "http.routers.app.service" in line]
-        assert line.startswith(f"{dynamic}: http.routers.app.service: ")
+        assert line.startswith(f"{dynamic}:4: http.routers.app.service: ")
         assert "nope" in line
 
 
@@ -166,7 +166,7 @@ def test_router_naming_a_missing_middleware_is_refused(tmp_path):
     result = turnout("check", "-c", str(static))
     assert result.returncode == 1
     assert any(
-        line.startswith(f"{dynamic}: http.routers.app.middlewares") and "gone" in line
+        line.startswith(f"{dynamic}:5: http.routers.app.middlewares[0]: ") and "gone" in line
         for line in error_lines(result)
     ), result.stderr
 
@@ -180,8 +180,10 @@ def test_every_problem_is_listed_at_once(tmp_path):
     result = turnout("check", "-c", str(static))
     assert result.returncode == 1
     lines = error_lines(result)
-    assert any(line.startswith(f"{path}: http.routers.second.service") for line in lines), lines
-    assert any(line.startswith(f"{path}: http.routers.third.service") for line in lines), lines
+    assert any(line.startswith(f"{path}:14: http.routers.second.service: ") for line in lines), (
+        lines
+    )
+    assert any(line.startswith(f"{path}:17: http.routers.third.service: ") for line in lines), lines
 
 
 def test_rule_syntax_error_names_the_router_and_the_column(tmp_path):
@@ -191,7 +193,7 @@ def test_rule_syntax_error_names_the_router_and_the_column(tmp_path):
     result = turnout("check", "-c", str(static))
     assert result.returncode == 1
     [line] = [line for line in error_lines(result) if "http.routers.app.rule" in line]
-    assert line.startswith(f"{dynamic}: http.routers.app.rule: ")
+    assert line.startswith(f"{dynamic}:3: http.routers.app.rule: ")
     assert "column" in line.lower()
 
 
@@ -204,7 +206,7 @@ def test_invalid_duration_names_its_key(tmp_path):
     result = turnout("check", "-c", str(static))
     assert result.returncode == 1
     assert any(
-        line.startswith(f"{static}: entryPoints.web.transport.respondingTimeouts.readTimeout")
+        line.startswith(f"{static}:4: entryPoints.web.transport.respondingTimeouts.readTimeout: ")
         for line in error_lines(result)
     ), result.stderr
 

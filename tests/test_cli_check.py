@@ -58,41 +58,42 @@ CASES = {
     ),
     "unknown-key": (
         GOOD.replace('rule = "Host', 'rul = "Host', 1),
-        "dynamic.toml: http.routers.app.rul: unknown key; did you mean 'rule'?",
+        "dynamic.toml:3: http.routers.app.rul: unknown key; did you mean 'rule'?",
     ),
     "wrong-type": (
         GOOD + "[http.routers.x]\nrule = 5\nservice = []\n",
-        "dynamic.toml: http.routers.x.service: expected a string, got a list",
+        "dynamic.toml:14: http.routers.x.service: expected a string, got a list",
     ),
     "bad-duration": (
         GOOD + '[http.serversTransports.t.forwardingTimeouts]\ndialTimeout = "3 fortnights"\n',
-        "dynamic.toml: http.serversTransports.t.forwardingTimeouts.dialTimeout: ",
+        "dynamic.toml:13: http.serversTransports.t.forwardingTimeouts.dialTimeout: ",
     ),
     "rule-syntax": (
         GOOD.replace("PathPrefix(`/api`)", "PathPrefix(`/api`"),
-        "dynamic.toml: http.routers.api.rule: router 'api@file': rule: column 41: expected ','",
+        "dynamic.toml:6: http.routers.api.rule: router 'api@file': rule: column 41: expected ','",
     ),
     "bad-regexp": (
         GOOD + '[http.routers.re]\nrule = "PathRegexp(`(`)"\nservice = "app"\n',
-        "dynamic.toml: http.routers.re.rule: router 're@file': rule: column 1: PathRegexp: invalid",
+        "dynamic.toml:13: http.routers.re.rule: "
+        "router 're@file': rule: column 1: PathRegexp: invalid",
     ),
     "missing-service": (
         GOOD.replace('service = "app"\nentryPoints', 'service = "nope"\nentryPoints'),
-        "dynamic.toml: http.routers.api.service: unknown service 'nope'",
+        "dynamic.toml:7: http.routers.api.service: unknown service 'nope'",
     ),
     "missing-middleware": (
         GOOD + '[http.routers.m]\nrule = "Host(`m`)"\nservice = "app"\nmiddlewares = ["gone"]\n',
-        "dynamic.toml: http.routers.m.middlewares[0]: unknown middleware 'gone'",
+        "dynamic.toml:15: http.routers.m.middlewares[0]: unknown middleware 'gone'",
     ),
     "unknown-entrypoint": (
         GOOD.replace('entryPoints = ["web"]', 'entryPoints = ["websecure"]'),
-        "dynamic.toml: http.routers.api.entryPoints[0]: unknown entry point 'websecure'",
+        "dynamic.toml:8: http.routers.api.entryPoints[0]: unknown entry point 'websecure'",
     ),
     "chain-cycle": (
         GOOD
         + '[http.middlewares.a.chain]\nmiddlewares = ["b"]\n'
         + '[http.middlewares.b.chain]\nmiddlewares = ["a"]\n',
-        "dynamic.toml: http.middlewares.a.chain.middlewares: chain cycle: a@file -> b@file",
+        "dynamic.toml:13: http.middlewares.a.chain.middlewares: chain cycle: a@file -> b@file",
     ),
     "template": (GOOD + "# {{ .Port }}\n", "dynamic.toml: line 12: Go templates are not supported"),
 }
@@ -117,7 +118,7 @@ def test_same_rule_and_priority_is_a_warning(tmp_path, capsys) -> None:  # type:
     assert code == 0
     assert out.startswith("configuration OK: 3 routers")
     assert err == [
-        f"warning: {tmp_path}/dynamic.toml: http.routers.twin.rule: same rule and priority (38) "
+        f"warning: {tmp_path}/dynamic.toml:13: http.routers.twin.rule: same rule and priority (38) "
         "as router 'app@file'; which of the two answers is not defined"
     ]
 
@@ -142,7 +143,8 @@ def test_dynamic_arguments_replace_the_file_provider(tmp_path, capsys) -> None: 
     )
     assert code == 1
     assert err == [
-        f"{tmp_path}/clash.toml: http.routers.app: defined differently in {tmp_path}/candidate.toml"
+        f"{tmp_path}/clash.toml:1: http.routers.app: "
+        f"defined differently in {tmp_path}/candidate.toml"
     ]
 
 
@@ -176,7 +178,7 @@ def test_remote_providers_are_read_only_with_live(tmp_path, capsys) -> None:  # 
         code, out, err = check(capsys, "-c", str(static), "--live")
         assert code == 1
         assert err == [
-            f"{tmp_path}/dynamic.toml: http.routers.api.service: unknown service 's@redis'"
+            f"{tmp_path}/dynamic.toml:7: http.routers.api.service: unknown service 's@redis'"
         ]
         redis.set("traefik/http/services/s/loadBalancer/servers/0/url", "http://127.0.0.1:9")
         code, out, err = check(capsys, "-c", str(static), "--live")

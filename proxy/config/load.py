@@ -53,6 +53,7 @@ from proxy.config.dynamic import (
     TLSConfiguration,
     UDPConfiguration,
 )
+from proxy.config.lines import attach_lines
 from proxy.config.static import StaticConfig
 
 __all__ = [
@@ -76,21 +77,26 @@ S = TypeVar("S", bound=msgspec.Struct)
 
 @dataclass(frozen=True, slots=True)
 class ConfigIssue:
-    """One problem in one file: ``FILE: key.path: message``.
+    """One problem in one file: ``FILE: key.path: message``, ``FILE:LINE: key.path: message``.
 
     ``path`` is the dotted key path as the user wrote it
     (``http.services.s.loadBalancer.servers[0].url``), ``"line N"`` for a
-    syntax error, or ``""`` when the problem is the file as a whole.
+    syntax error, or ``""`` when the problem is the file as a whole. ``line``
+    is the 1-based line of that key in ``file`` when it is known
+    (:func:`proxy.config.lines.attach_lines`); a syntax error keeps its line
+    in ``path``.
     """
 
     file: str
     path: str
     message: str
+    line: int | None = None
 
     def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
         if not self.path:
-            return f"{self.file}: {self.message}"
-        return f"{self.file}: {self.path}: {self.message}"
+            return f"{where}: {self.message}"
+        return f"{where}: {self.path}: {self.message}"
 
 
 class ConfigError(Exception):
@@ -109,13 +115,21 @@ class ConfigError(Exception):
 def load_static(path: str | Path) -> StaticConfig:
     """Read a static configuration file (dynamic top-level sections are ignored)."""
     file = str(path)
-    return decode_static(read_raw(file), file)
+    raw = read_raw(file)
+    try:
+        return decode_static(raw, file)
+    except ConfigError as error:
+        raise ConfigError(attach_lines(error.issues)) from None
 
 
 def load_dynamic(path: str | Path) -> DynamicConfig:
     """Read one dynamic configuration file (static top-level sections are ignored)."""
     file = str(path)
-    return decode_dynamic(read_raw(file, refuse_templates=True), file)
+    raw = read_raw(file, refuse_templates=True)
+    try:
+        return decode_dynamic(raw, file)
+    except ConfigError as error:
+        raise ConfigError(attach_lines(error.issues)) from None
 
 
 def load_dynamic_directory(path: str | Path) -> DynamicConfig:
@@ -138,7 +152,7 @@ def load_dynamic_directory(path: str | Path) -> DynamicConfig:
             issues.extend(error.issues)
     merged = _merge(loaded, issues)
     if issues:
-        raise ConfigError(issues)
+        raise ConfigError(attach_lines(issues))
     return merged
 
 
@@ -150,7 +164,10 @@ def merge_dynamic(
     A resource defined differently in two files is appended to ``issues``
     naming both files.
     """
-    return _merge(loaded, issues)
+    start = len(issues)
+    merged = _merge(loaded, issues)
+    issues[start:] = attach_lines(issues[start:])
+    return merged
 
 
 def decode_static(raw: object, file: str) -> StaticConfig:

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.config.dynamic import DynamicConfig
+from proxy.config.lines import attach_lines
 from proxy.config.load import ConfigError, ConfigIssue
 from proxy.config.static import StaticConfig
 from proxy.runtime.snapshot import PoolRegistry, ProviderConfig, Snapshot, build_merged
@@ -60,7 +61,12 @@ class Refusal:
         return {
             "time": self.time,
             "errors": [
-                {"file": issue.file, "path": issue.path, "message": issue.message}
+                {
+                    "file": issue.file,
+                    "path": issue.path,
+                    "line": issue.line,
+                    "message": issue.message,
+                }
                 for issue in self.issues
             ],
         }
@@ -175,7 +181,7 @@ class Aggregator:
             snapshot, issues = self._build_with(trial)
             if issues:
                 if name == required:
-                    return issues
+                    return attach_lines(issues)
                 self._refuse(self.providers[name], issues, decoded[name])
                 continue
             accepted = trial
@@ -309,6 +315,7 @@ class Aggregator:
         self, state: ProviderState, issues: list[ConfigIssue], candidate: DynamicConfig | None
     ) -> None:
         now = self.clock()
+        issues = attach_lines(issues)
         state.last_error = Refusal(now, tuple(issues))
         state.pending = candidate
         state.refusals += 1

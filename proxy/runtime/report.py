@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.config.dynamic import DynamicConfig
+from proxy.config.lines import attach_lines
 from proxy.config.load import ConfigError, ConfigIssue
 from proxy.config.static import StaticConfig
 from proxy.runtime.snapshot import ProviderConfig, Snapshot, build_merged
@@ -55,11 +56,11 @@ class CheckReport:
 
 
 def _issue_dict(issue: ConfigIssue) -> dict[str, Any]:
-    entry: dict[str, Any] = {"file": issue.file, "path": issue.path, "message": issue.message}
+    line = issue.line
     match = _LINE.match(issue.path)
-    if match:
-        entry["line"] = int(match.group(1))
-    return entry
+    if line is None and match:
+        line = int(match.group(1))  # a syntax error
+    return {"file": issue.file, "path": issue.path, "line": line, "message": issue.message}
 
 
 def _count(number: int, noun: str) -> str:
@@ -91,6 +92,16 @@ def check_configs(
     report.errors.extend(issues)
     fill_counts(report, snapshot)
     return report
+
+
+def attach_report_lines(report: CheckReport) -> None:
+    """Add the line of each issue whose key is found in the file it names.
+
+    Only for sources read from the files they name (``turnout check``): a
+    candidate configuration sent to the API is not the file on disk.
+    """
+    report.errors = attach_lines(report.errors)
+    report.warnings = attach_lines(report.warnings)
 
 
 def fill_counts(report: CheckReport, snapshot: Snapshot) -> None:

@@ -275,20 +275,20 @@ def test_unknown_key_message_names_the_path_and_suggests(
     monkeypatch.chdir(tmp_path)
     # The file is named as the user gave it: relative stays relative.
     assert issues_of(load_dynamic, "conf.toml") == [
-        "conf.toml: http.routers.api.rul: unknown key; did you mean 'rule'?"
+        "conf.toml:2: http.routers.api.rul: unknown key; did you mean 'rule'?"
     ]
 
 
 def test_unknown_key_keeps_the_user_spelling_of_the_path(tmp_path: Path) -> None:
     path = write(tmp_path, "c.yaml", "HTTP:\n  Routers:\n    r:\n      Servise: s\n")
     assert issues_of(load_dynamic, path) == [
-        f"{path}: HTTP.Routers.r.Servise: unknown key; did you mean 'service'?"
+        f"{path}:4: HTTP.Routers.r.Servise: unknown key; did you mean 'service'?"
     ]
 
 
 def test_unknown_key_without_a_close_match(tmp_path: Path) -> None:
     path = write(tmp_path, "c.yaml", "http:\n  routers:\n    r:\n      zzzzzz: 1\n")
-    assert issues_of(load_dynamic, path) == [f"{path}: http.routers.r.zzzzzz: unknown key"]
+    assert issues_of(load_dynamic, path) == [f"{path}:4: http.routers.r.zzzzzz: unknown key"]
 
 
 def test_every_error_is_reported_together(tmp_path: Path) -> None:
@@ -338,7 +338,7 @@ def test_every_error_is_reported_together(tmp_path: Path) -> None:
     ]
     # The exception text is one line per issue, in the CLI's format.
     assert str(caught.value).splitlines()[0] == (
-        f"{path}: http.routers.a.rul: unknown key; did you mean 'rule'?"
+        f"{path}:4: http.routers.a.rul: unknown key; did you mean 'rule'?"
     )
 
 
@@ -356,10 +356,11 @@ def test_type_errors_name_the_path(tmp_path: Path) -> None:
         """,
     )
     assert issues_of(load_dynamic, path) == [
-        f"{path}: http.routers.r.entryPoints: expected a list, got a table",
-        f"{path}: http.routers.r.tls: expected a table of keys, got 'yes please'",
-        f"{path}: http.services.s.loadBalancer.servers: expected a list, got 'http://127.0.0.1:1'",
-        f"{path}: http.services.s.loadBalancer.passHostHeader: expected true or false, got 'maybe'",
+        f"{path}:2: http.routers.r.entryPoints: expected a list, got a table",
+        f"{path}:3: http.routers.r.tls: expected a table of keys, got 'yes please'",
+        f"{path}:5: http.services.s.loadBalancer.servers: expected a list, got 'http://127.0.0.1:1'",
+        f"{path}:6: http.services.s.loadBalancer.passHostHeader: "
+        "expected true or false, got 'maybe'",
     ]
 
 
@@ -411,9 +412,9 @@ def test_static_load_ignores_dynamic_top_level_keys(tmp_path: Path) -> None:
 def test_unknown_top_level_keys_are_errors_with_suggestions(tmp_path: Path) -> None:
     path = write(tmp_path, "c.yaml", "htp:\n  routers: {}\nentrypoint:\n  web: {}\nzzz: 1\n")
     expected = [
-        f"{path}: htp: unknown key; did you mean 'http'?",
-        f"{path}: entrypoint: unknown key; did you mean 'entryPoints'?",
-        f"{path}: zzz: unknown key",
+        f"{path}:1: htp: unknown key; did you mean 'http'?",
+        f"{path}:3: entrypoint: unknown key; did you mean 'entryPoints'?",
+        f"{path}:5: zzz: unknown key",
     ]
     assert issues_of(load_dynamic, path) == expected
     assert issues_of(load_static, path) == expected
@@ -753,8 +754,8 @@ def test_directory_conflicting_definitions_name_both_files(tmp_path: Path) -> No
     write(tmp_path, "d.toml", '[[tcp.services.t.loadBalancer.servers]]\n  address = "x:1"\n')
     found = issues_of(load_dynamic_directory, tmp_path)
     assert found == [
-        f"{second}: http.routers.r: defined differently in {first}",
-        f"{tmp_path / 'd.toml'}: tcp.services.t: defined differently in {tmp_path / 'c.toml'}",
+        f"{second}:1: http.routers.r: defined differently in {first}",
+        f"{tmp_path / 'd.toml'}:1: tcp.services.t: defined differently in {tmp_path / 'c.toml'}",
     ]
 
 
@@ -764,8 +765,8 @@ def test_directory_reports_the_errors_of_every_file(tmp_path: Path) -> None:
     write(tmp_path, "c.toml", "{{ template }}\n")
     found = issues_of(load_dynamic_directory, tmp_path)
     assert found == [
-        f"{tmp_path / 'a.toml'}: http.routers.r.rul: unknown key; did you mean 'rule'?",
-        f"{tmp_path / 'b.yaml'}: http.servicez: unknown key; did you mean 'services'?",
+        f"{tmp_path / 'a.toml'}:2: http.routers.r.rul: unknown key; did you mean 'rule'?",
+        f"{tmp_path / 'b.yaml'}:2: http.servicez: unknown key; did you mean 'services'?",
         f"{tmp_path / 'c.toml'}: line 1: Go templates are not supported",
     ]
 
