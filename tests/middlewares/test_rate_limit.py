@@ -11,7 +11,7 @@ import pytest
 
 from proxy.middlewares.rate_limit import Limits, RateLimitHandler, go_duration
 from proxy.middlewares.source_criterion import client_ip
-from tests.integration.harness import Backend, Turnout, free_port, get
+from tests.integration.harness import Backend, Turnout, free_port, get, wait_until
 from tests.middlewares.traffic import (  # noqa: F401  (fixtures)
     check,
     host_router,
@@ -263,3 +263,23 @@ def test_redis_username_password_and_db(
         assert get(wrong.port).status == 500
     finally:
         server.stop()
+
+
+def test_redis_limit_survives_a_reload(
+    module_backend: Backend, module_proxy: Callable[..., Turnout], redis_server
+) -> None:
+    proxy = module_proxy(redis_limited(module_backend.url, redis_server.port))
+    assert get(proxy.port).status == 200
+    # A changed limit builds a new handler and client; the old client is let go quietly.
+    changed = redis_limited(module_backend.url, redis_server.port).replace(
+        "average = 10\nburst = 5", 'average = 1\nperiod = "10s"\nburst = 1'
+    )
+    temporary = proxy.dynamic_path.with_suffix(".new")
+    temporary.write_text(changed)
+    temporary.replace(proxy.dynamic_path)
+
+    def limited_now() -> bool:
+        return get(proxy.port, headers="X-Probe: 1\r\n").status == 429
+
+    assert wait_until(limited_now, 5), proxy.stderr()[-2000:]
+    assert "Unclosed" not in proxy.stderr() and "Traceback" not in proxy.stderr()
