@@ -1,0 +1,142 @@
+"""buffering through a real turnout: whole bodies before the service, 413, 500."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import (
+    Backend,
+    Received,
+    ResponseReader,
+    Turnout,
+    connect,
+    get,
+    ok_response,
+    wait_closed,
+    wait_until,
+)
+from tests.middlewares.traffic import (  # noqa: F401  (fixtures)
+    check,
+    host_router,
+    module_proxy_fixture,
+    service,
+)
+
+
+def respond(received: Received) -> bytes:
+    if received.target == "/big":
+        return ok_response(b"x" * 5000)
+    return ok_response(b"got %d" % len(received.body))
+
+
+@pytest.fixture(scope="module")
+def app() -> Iterator[Backend]:
+    server = Backend(responder=respond).start()
+    yield server
+    server.stop()
+
+
+MIDDLEWARES = """
+[http.middlewares.limited.buffering]
+maxRequestBodyBytes = 1000
+maxResponseBodyBytes = 4000
+[http.middlewares.spill.buffering]
+memRequestBodyBytes = 1000
+"""
+
+
+@pytest.fixture(scope="module")
+def proxy(app: Backend, module_proxy: Callable[..., Turnout]) -> Turnout:
+    routers = host_router("limited", ["limited"]) + host_router("spill", ["spill"])
+    return module_proxy(MIDDLEWARES + routers + service(app.url))
+
+
+def post_head(host: str, extra: str) -> bytes:
+    return f"POST /up HTTP/1.1\r\nHost: {host}.test\r\n{extra}\r\n".encode()
+
+
+def test_content_length_over_the_maximum_is_413_up_front(proxy: Turnout, app: Backend) -> None:
+    before = len(app.raw_bytes)
+    with connect(proxy.port) as sock:
+        sock.sendall(post_head("limited", "Content-Length: 1001\r\n"))  # no body sent
+        response = ResponseReader(sock).read()
+        assert response.status == 413
+        assert response.body == b"Request Entity Too Large"
+        assert wait_closed(sock)[0]
+    assert len(app.raw_bytes) == before
+
+
+def test_the_body_is_held_until_complete(proxy: Turnout, app: Backend) -> None:
+    before = len(app.raw_bytes)
+    with connect(proxy.port) as sock:
+        sock.sendall(post_head("limited", "Content-Length: 1000\r\n") + b"a" * 600)
+        time.sleep(0.15)
+        assert len(app.raw_bytes) == before  # nothing forwarded yet, not even the head
+        sock.sendall(b"b" * 400)
+        response = ResponseReader(sock).read()
+    assert (response.status, response.body) == (200, b"got 1000")
+    assert app.requests[-1].body == b"a" * 600 + b"b" * 400
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def test_a_chunked_body_is_held_until_complete(proxy: Turnout, app: Backend) -> None:
+    before = len(app.raw_bytes)
+    with connect(proxy.port) as sock:
+        sock.sendall(post_head("limited", "Transfer-Encoding: chunked\r\n") + chunk(b"a" * 500))
+        time.sleep(0.15)
+        assert len(app.raw_bytes) == before
+        sock.sendall(chunk(b"b" * 500) + b"0\r\n\r\n")
+        response = ResponseReader(sock).read()
+    assert (response.status, response.body) == (200, b"got 1000")
+
+
+def test_a_chunked_body_over_the_maximum_is_413(proxy: Turnout, app: Backend) -> None:
+    before = len(app.raw_bytes)
+    with connect(proxy.port) as sock:
+        sock.sendall(post_head("limited", "Transfer-Encoding: chunked\r\n") + chunk(b"a" * 800))
+        time.sleep(0.05)
+        sock.sendall(chunk(b"b" * 300))  # 1100 bytes: over, and the body is not over
+        response = ResponseReader(sock).read()
+        assert response.status == 413
+        assert wait_closed(sock)[0]
+    assert len(app.raw_bytes) == before
+
+
+def test_without_a_maximum_a_body_past_memory_is_streamed(proxy: Turnout, app: Backend) -> None:
+    before = len(app.raw_bytes)
+    with connect(proxy.port) as sock:
+        sock.sendall(post_head("spill", "Transfer-Encoding: chunked\r\n") + chunk(b"a" * 1500))
+        # Past memRequestBodyBytes the service gets the request before the body ends.
+        assert wait_until(lambda: len(app.raw_bytes) > before + 1500, 3)
+        sock.sendall(chunk(b"b" * 10) + b"0\r\n\r\n")
+        response = ResponseReader(sock).read()
+    assert (response.status, response.body) == (200, b"got 1510")
+
+
+def test_a_response_over_the_maximum_is_500(proxy: Turnout) -> None:
+    big = get(proxy.port, "/big", host="limited.test")
+    assert (big.status, big.body) == (500, b"Internal Server Error")
+    assert get(proxy.port, "/", host="limited.test").status == 200
+    assert get(proxy.port, "/big", host="spill.test").status == 200  # no maximum
+
+
+def test_bad_options_name_their_key(tmp_path: Path) -> None:
+    code, output = check(
+        tmp_path,
+        """
+[http.middlewares.neg.buffering]
+maxRequestBodyBytes = -1
+[http.middlewares.retry.buffering]
+retryExpression = "IsNetworkError() && Attempts() < 2"
+""",
+    )
+    assert code != 0
+    assert "http.middlewares.neg.buffering.maxRequestBodyBytes: must not be negative" in output
+    assert "http.middlewares.retry.buffering.retryExpression: retryExpression is not" in output
