@@ -26,7 +26,10 @@ class ResolveError(OSError):
 
 class Resolver:
     def __init__(self) -> None:
-        self._resolver: aiodns.DNSResolver | None = None
+        # Created now, not at the first lookup: c-ares opens what it keeps (an
+        # inotify watch on resolv.conf, its event machinery) once, at start-up,
+        # so the descriptors a running Turnout holds do not grow with traffic.
+        self._resolver: aiodns.DNSResolver | None = aiodns.DNSResolver()
         self._cache: dict[str, tuple[float, list[str]]] = {}
         self._inflight: dict[str, asyncio.Future[list[str]]] = {}
         self._rotation: dict[str, int] = {}

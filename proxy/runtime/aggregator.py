@@ -160,6 +160,7 @@ class Aggregator:
         issue is refused, so one bad remote source does not block the rest.
         Returns the issues that must stop start-up (``required``'s).
         """
+        self._ensure_worker()
         decoded: dict[str, DynamicConfig] = {}
         for name, update in initial.items():
             if isinstance(update, ConfigError):
@@ -235,11 +236,24 @@ class Aggregator:
         state.quiet_at = loop.time() + self.throttle
         self._ready[name] = state.latest
         state.latest = None
-        if self._wake is None:
-            self._wake = asyncio.Event()
-        if self._worker is None:
-            self._worker = loop.create_task(self._work(), name="turnout-aggregator")
+        self._ensure_worker()
+        assert self._wake is not None
         self._wake.set()
+
+    def _ensure_worker(self) -> None:
+        """The one task that applies updates, started with the aggregator.
+
+        Started once, not at the first update, so the tasks of a running Turnout
+        are the same before and after traffic and reloads (leak checks rely on it).
+        """
+        if self._worker is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (turnout check): updates are never applied here
+        self._wake = asyncio.Event()
+        self._worker = loop.create_task(self._work(), name="turnout-aggregator")
 
     async def _work(self) -> None:
         assert self._wake is not None

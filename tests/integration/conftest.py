@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -37,11 +38,40 @@ def turnout(tmp_path: Path) -> Iterator[Callable[..., Turnout]]:
         proxy = Turnout(workdir, dynamic, **kwargs)  # type: ignore[arg-type]
         if ready:
             proxy.start()
+            baselines[proxy] = proxy.stats()
         else:
             proxy.launch()
         started.append(proxy)
         return proxy
 
+    baselines: dict[Turnout, dict[str, object]] = {}
     yield make
     for proxy in started:
+        baseline = baselines.get(proxy)
+        if baseline is not None and proxy.process is not None and proxy.process.poll() is None:
+            assert_back_to_baseline(proxy, baseline)
         assert proxy.stop() == 0, proxy.stderr()
+
+
+def assert_back_to_baseline(proxy: Turnout, baseline: dict[str, object]) -> None:
+    """Issue 3: after the traffic of a test, no client connection, task or descriptor is left.
+
+    Idle pooled backend connections are allowed (they are the pool); everything
+    else must return to what the process held right after it started.
+    """
+    deadline = time.monotonic() + 5
+    while True:
+        now = proxy.stats()
+        connections = sum(now["connections"].values())  # type: ignore[attr-defined]
+        fds = now["fds"] - now["upstream_idle"]  # type: ignore[operator]
+        settled = (
+            connections == 0
+            and now["upstream_open"] == now["upstream_idle"]
+            and fds <= baseline["fds"]  # type: ignore[operator]
+            and now["tasks"] <= baseline["tasks"]  # type: ignore[operator]
+        )
+        if settled:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"turnout did not return to its baseline {baseline}: {now}")
+        time.sleep(0.05)
