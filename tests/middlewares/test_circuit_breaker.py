@@ -55,6 +55,7 @@ checkPeriod = "10ms"
 def proxy(app: Backend, module_proxy: Callable[..., Turnout]) -> Turnout:
     routers = host_router("codes", ["codes"]) + host_router("slow", ["slow"])
     routers += host_router("net", ["net"]).replace('service = "app"', 'service = "dead"')
+    routers += host_router("net2", ["net"])  # the same middleware, a healthy service
     dead = service(f"http://127.0.0.1:{free_port()}", "dead")
     return module_proxy(MIDDLEWARES + routers + service(app.url) + dead)
 
@@ -99,6 +100,8 @@ def test_network_errors_trip_with_the_configured_code(proxy: Turnout) -> None:
     seen = [status(proxy, "net") for _ in range(3)]
     assert seen[0] == 502  # Turnout's own 502 counts as a network error
     assert seen[-1] == 418, seen
+    # Another router with the same middleware has a breaker of its own, as in Traefik.
+    assert [status(proxy, "net2") for _ in range(3)] == [200] * 3
 
 
 def test_latency_quantile(proxy: Turnout) -> None:

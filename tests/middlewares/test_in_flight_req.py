@@ -62,6 +62,7 @@ amount = 0
 def proxy(held_backend: Backend, module_proxy: Callable[..., Turnout]) -> Turnout:
     routers = [host_router(n, [n]) for n in ("two", "tenant", "none")]
     routers.append(host_router("one", ["one"], "PathPrefix(`/by-host`)"))
+    routers.append(host_router("one2", ["one"], "PathPrefix(`/other-router`)"))
     return module_proxy(MIDDLEWARES + "".join(routers) + service(held_backend.url))
 
 
@@ -114,6 +115,8 @@ def test_default_source_is_the_host(proxy: Turnout) -> None:
         assert get(proxy.port, "/by-host", host="b.example").status == 200
         # req.Host keeps the port.
         assert get(proxy.port, "/by-host", host="a.example:80").status == 200
+        # Another router with the same middleware counts on its own, as in Traefik.
+        assert get(proxy.port, "/other-router", host="a.example").status == 200
     finally:
         sock.close()
 
