@@ -15,12 +15,12 @@ from urllib.parse import quote, unquote_to_bytes
 from proxy.http.errors import BadGateway, GatewayTimeout, HttpError
 from proxy.http.headers import CRLF, LAST_CHUNK, STATUS_LINES, chunk_size_line, has_ctl, is_token
 from proxy.http.resolver import ResolveError
-from proxy.middlewares.chain import apply_response, run_request
+from proxy.middlewares.chain import apply_response, run_request, upstream_error
 
 if TYPE_CHECKING:
     from proxy.http.server import HttpConnection
     from proxy.http.upstream import ServerPool, UpstreamConnection
-    from proxy.middlewares.base import BodyFilter
+    from proxy.middlewares.base import BodyFilter, ResponseHead
     from proxy.runtime.snapshot import RouteTarget, Snapshot
 
 # Characters a rewritten path keeps unescaped (RFC 3986 pchar and "/").
@@ -42,6 +42,7 @@ PENDING_BODY_LIMIT = 64 * 1024
 
 class Exchange:
     __slots__ = (
+        "answered",
         "body_filter",
         "chain_pos",
         "chunked",
@@ -54,6 +55,7 @@ class Exchange:
         "finished",
         "framing",
         "head_done",
+        "held_head",
         "host",
         "host_header",
         "is_head",
@@ -65,6 +67,7 @@ class Exchange:
         "pending_limit",
         "pending_size",
         "raw_query",
+        "replaced",
         "request_done",
         "response_close_delimited",
         "response_state",
@@ -119,6 +122,11 @@ class Exchange:
         self.pending_limit = PENDING_BODY_LIMIT
         self.body_filter: BodyFilter | None = None
         self.status = 0  # the status sent to the client, 0 until then
+        self.replaced = False  # a middleware drops the backend's response and answers itself
+        self.answered = False  # ... and has answered
+        self.held_head: tuple[ResponseHead, bool, int] | None = (
+            None  # waiting for the first body bytes
+        )
         self.response_state = 0  # 0 nothing sent, 1 head sent, 2 complete
         self.framing = FRAME_NONE
         self.response_close_delimited = False
@@ -336,6 +344,8 @@ class Exchange:
 
     def upstream_failed(self, error: HttpError, upstream: UpstreamConnection | None) -> None:
         self.upstream = None
+        if self.route is not None and self.route.chain is not None and upstream_error(self, error):
+            return  # a retrying middleware took it over
         self.conn.exchange_failed(self, error)
 
     def interim_response(self, head: bytes) -> None:
@@ -352,8 +362,16 @@ class Exchange:
         self.response_state = 1
         content_length = upstream.content_length
         route = self.route
+        head = None
         if route is not None and route.chain is not None and route.chain.has_responders:
             head = apply_response(self, status, parts)
+            if head.replaced:
+                # A middleware answers instead: the backend's body is read and dropped.
+                self.replaced = True
+                self.response_state = 0
+                self.framing = FRAME_NONE
+                self.conn.response_started(self)  # no response timeout while it answers
+                return
             status, parts = head.status, head.lines
             if head.body_filter is not None:
                 # The body changes as it streams: its length is no longer known.
@@ -388,6 +406,10 @@ class Exchange:
         else:
             connection = 0
         conn.response_started(self)
+        if head is not None and head.sniff is not None and self.framing != FRAME_NONE:
+            # Held until the first body bytes: the middleware may still change it.
+            self.held_head = (head, chunked, connection)
+            return
         # Straight into the client's output: joined with the body in one write
         # (the head is small, so it is left out of out_size).
         out = conn.out
@@ -395,7 +417,23 @@ class Exchange:
         out.extend(parts)
         out.append(_HEAD_ENDINGS[chunked, connection])
 
+    def _release_head(self, first: bytes) -> None:
+        held = self.held_head
+        assert held is not None
+        self.held_head = None
+        head, chunked, connection = held
+        sniff = head.sniff
+        assert sniff is not None
+        sniff(head, first)
+        self.status = head.status
+        out = self.conn.out
+        out.append(STATUS_LINES[head.status])
+        out.extend(head.lines)
+        out.append(_HEAD_ENDINGS[chunked, connection])
+
     def response_body(self, data: bytes) -> None:
+        if self.held_head is not None:
+            self._release_head(data)
         if self.body_filter is not None:
             data = self.body_filter.feed(data)
             if not data:
@@ -409,6 +447,16 @@ class Exchange:
             self.conn.write(data)
 
     def response_finished(self, upstream: UpstreamConnection, reusable: bool) -> None:
+        if self.held_head is not None:
+            self._release_head(b"")
+        if self.replaced:
+            # The backend's response was dropped; the middleware answers (or did).
+            self.upstream = None
+            if reusable and self.request_done and not self.response_close_delimited:
+                upstream.pool.release(upstream, self.conn.clock.now)
+            else:
+                upstream.close()
+            return
         if self.body_filter is not None:
             tail = self.body_filter.finish()
             self.body_filter = None

@@ -449,7 +449,7 @@ class HttpConnection(asyncio.Protocol):
                     active.upstream = None
                     upstream.exchange = None
                     upstream.close()
-                self.exchange_failed(active, GatewayTimeout("backend did not answer in time"))
+                active.upstream_failed(GatewayTimeout("backend did not answer in time"), None)
 
     def await_response(self, exchange: Exchange) -> None:
         if exchange is self.active and exchange.response_state == 0:

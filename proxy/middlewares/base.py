@@ -25,6 +25,17 @@ through ``set_header``/``remove_header``), and returns one of:
 known; it may change the status and headers, or install a ``BodyFilter``
 (compression) that rewrites the body as it streams.
 
+``on_response`` may also call ``head.replace()``: the backend's response is
+then dropped (its body read and discarded, its connection kept when it can be)
+and the handler answers later with ``chain.answer_from(ex, handler, Answer)``
+(the errors middleware). Or it may set ``head.sniff`` to a function of the
+first body bytes: the head is then held until those bytes (or the end of an
+empty body) arrive, and the function may still change the head (contentType).
+
+``on_upstream_error(ex, error)`` runs, innermost first, when the backend failed
+before any byte of the response was sent to the client; returning True keeps
+the exchange open for the handler to call ``chain.redispatch(ex)`` later (retry).
+
 ``on_done(ex, status)`` runs exactly once per exchange however it ended
 (status 0 when no response was sent): in-flight counters and circuit
 breakers rely on it.
@@ -87,12 +98,18 @@ class ResponseHead:
     Setting ``body_filter`` makes the engine drop Content-Length and re-frame.
     """
 
-    __slots__ = ("body_filter", "lines", "status")
+    __slots__ = ("body_filter", "lines", "replaced", "sniff", "status")
 
     def __init__(self, status: int, lines: list[bytes]) -> None:
         self.status = status
         self.lines = lines
         self.body_filter: BodyFilter | None = None
+        self.replaced = False
+        self.sniff: Callable[[ResponseHead, bytes], None] | None = None
+
+    def replace(self) -> None:
+        """Drop the backend's response; the handler answers with ``chain.answer_from``."""
+        self.replaced = True
 
     def get(self, name: str) -> str | None:
         key = name.lower().encode("latin-1") + b":"
@@ -136,6 +153,7 @@ class Handler:
     has_request: ClassVar[bool] = False
     has_response: ClassVar[bool] = False
     has_done: ClassVar[bool] = False
+    has_upstream_error: ClassVar[bool] = False
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -145,6 +163,7 @@ class Handler:
         cls.has_request = cls.on_request is not Handler.on_request
         cls.has_response = cls.on_response is not Handler.on_response
         cls.has_done = cls.on_done is not Handler.on_done
+        cls.has_upstream_error = cls.on_upstream_error is not Handler.on_upstream_error
 
     def on_request(self, ex: Exchange) -> Answer | Pending | None:
         return None
@@ -154,6 +173,9 @@ class Handler:
 
     def on_done(self, ex: Exchange, status: int) -> None:
         return None
+
+    def on_upstream_error(self, ex: Exchange, error: Exception) -> bool:
+        return False
 
 
 class BuildError(ValueError):

@@ -14,12 +14,14 @@ if TYPE_CHECKING:
 class CompiledChain:
     """The handlers of one router, in order, with the hooks each phase needs precomputed."""
 
-    __slots__ = ("finishers", "handlers", "has_responders")
+    __slots__ = ("finishers", "handlers", "has_responders", "retriers")
 
     def __init__(self, handlers: tuple[Handler, ...]) -> None:
         self.handlers = handlers
         self.has_responders = any(h.has_response for h in handlers)
         self.finishers = tuple(h for h in handlers if h.has_done)
+        # Innermost first: the retry closest to the service decides first.
+        self.retriers = tuple(h for h in reversed(handlers) if h.has_upstream_error)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, CompiledChain) and other.handlers == self.handlers
@@ -84,6 +86,38 @@ def answer(ex: Exchange, response: Answer) -> None:
     if ex.conn.transport is None or ex.response_state != 0:
         return
     send_answer(ex, response, ex.chain_pos - 1)
+
+
+def answer_from(ex: Exchange, handler: Handler, response: Answer) -> None:
+    """Answer for ``handler`` (which replaced the backend's response, or works asynchronously).
+
+    The answer passes through the handlers outside ``handler``, as the backend's
+    response would have.
+    """
+    if ex.conn.transport is None or ex.response_state == 2 or ex.answered:
+        return
+    route = ex.route
+    assert route is not None and route.chain is not None
+    ex.answered = True
+    send_answer(ex, response, route.chain.handlers.index(handler))
+
+
+def redispatch(ex: Exchange) -> None:
+    """Send the exchange to its service again (retry), if the client is still there."""
+    if ex.conn.transport is None or ex.response_state != 0:
+        return
+    ex.upstream = None
+    call_service(ex)
+
+
+def upstream_error(ex: Exchange, error: Exception) -> bool:
+    """Offer a backend failure to the retrying handlers; True if one took it over."""
+    route = ex.route
+    if route is None or route.chain is None or not route.chain.retriers:
+        return False
+    if ex.response_state != 0 or ex.conn.transport is None:
+        return False
+    return any(handler.on_upstream_error(ex, error) for handler in route.chain.retriers)
 
 
 def send_answer(ex: Exchange, response: Answer, position: int) -> None:
