@@ -196,7 +196,8 @@ class Instance:
             for sock in entrypoint.server.sockets:
                 host, port = sock.getsockname()[:2]
                 log.info("entryPoint %s listening on %s", name, _format_address(host, port))
-        log.info("configuration loaded: %d routers", len(snapshot.routers))
+        count = len(snapshot.routers)
+        log.info("configuration loaded: %d router%s", count, "" if count == 1 else "s")
         self._tick_handle = loop.call_later(TICK, self._tick)
         tune_gc()
         await self._stop.wait()
