@@ -62,6 +62,7 @@ __all__ = [
     "ConfigIssue",
     "decode_dynamic",
     "decode_static",
+    "decode_struct",
     "empty_dynamic",
     "load_dynamic",
     "load_dynamic_directory",
@@ -178,6 +179,14 @@ def decode_static(raw: object, file: str) -> StaticConfig:
 def decode_dynamic(raw: object, file: str) -> DynamicConfig:
     """Build a DynamicConfig from already-parsed data (``file`` names it in errors)."""
     return _decode(raw, file, DynamicConfig, ignored_top=_top_level_keys(StaticConfig))
+
+
+def decode_struct(raw: object, file: str, struct: type[S]) -> S:
+    """Build any Struct (a plugin's options) from parsed data, as configuration is read.
+
+    Paths in the raised :class:`ConfigError` are relative to ``raw``.
+    """
+    return _decode(raw, file, struct, ignored_top={})
 
 
 def empty_dynamic() -> DynamicConfig:

@@ -39,13 +39,23 @@ def ignored_static_keys(static: StaticConfig) -> list[str]:
         "ping",
         "access_log",
         "tracing",
-        "experimental",
         "host_resolver",
         "spiffe",
         "ocsp",
     ):
         if getattr(static, name) is not None:
             keys.append(_encoded(StaticConfig, name))
+    if static.experimental is not None:
+        # Local plugins are Turnout's Python plugins (proxy/middlewares/plugin.py).
+        experimental = static.experimental
+        for attr, encoded in zip(
+            experimental.__struct_fields__, experimental.__struct_encode_fields__, strict=True
+        ):
+            if getattr(experimental, attr) and attr not in (
+                "local_plugins",
+                "abort_on_plugin_failure",
+            ):
+                keys.append(f"experimental.{encoded}")
     if static.certificates_resolvers:
         keys.append("certificatesResolvers")
     for provider in _set_fields(static.providers):
