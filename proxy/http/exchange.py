@@ -134,7 +134,7 @@ class Exchange:
     # -- what the router matcher reads (proxy.rules.RequestView) ----------
 
     def header(self, name: str) -> list[str]:
-        key = name.encode("latin-1")
+        key = name.lower().encode("latin-1")
         # UTF-8 as rule values are; surrogateescape keeps any other byte distinct.
         return [
             value.decode("utf-8", "surrogateescape")

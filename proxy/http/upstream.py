@@ -388,7 +388,7 @@ class UpstreamConnection(asyncio.Protocol):
             # framing it promised; the connection cannot be trusted again.
             self.close_after = True
             return
-        if exchange.framing == FRAME_LENGTH:
+        if exchange.framing == FRAME_LENGTH and exchange.held_head is None:
             # The common case inlined: body bytes go on as they are.
             conn = exchange.conn
             conn.out.append(body)
