@@ -99,9 +99,13 @@ async def send(
     timeout: float,
     max_body: int,
     body: bytes = b"",
+    host: str = "",
 ) -> SubResponse:
-    """Send one request to ``target`` (``path`` as the request target); the whole answer."""
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {target.authority}"]
+    """Send one request to ``target`` (``path`` as the request target); the whole answer.
+
+    ``host`` replaces the Host header (the target's authority by default).
+    """
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host or target.authority}"]
     lines += [f"{name}: {value}" for name, value in headers]
     if body or method in ("POST", "PUT", "PATCH"):
         lines.append(f"Content-Length: {len(body)}")

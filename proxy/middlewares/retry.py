@@ -1,0 +1,110 @@
+"""retry: send a request to its service again when the backend failed (Traefik's retry).
+
+``attempts`` is the total number of tries, as in Traefik (``attempts = 4``: the
+first try and up to three more). A try is repeated only when the backend could
+not be reached or failed before any byte of its response was sent to the
+client; as soon as a backend answers, whatever its status, there is no retry.
+
+Between tries Traefik waits as its exponential backoff does (cenkalti/backoff
+with ``initialInterval``, a multiplier of ``2 ** (1 / (attempts - 1))`` so the
+interval at most doubles over the tries, and a randomization factor of 0.5:
+each wait is drawn in ``[0.5, 1.5] x`` the current interval). Without
+``initialInterval`` (or with ``attempts`` < 2), tries follow each other at once.
+
+Limits: only requests that can be replayed are retried, as the engine tells
+(``Exchange.replayable()``): an idempotent method and no request body. A POST,
+or any request with a body, is not retried (Traefik retries those too since it
+can re-read the body it buffered). A request that the engine already re-sent
+once on a fresh connection (its pooled connection had gone stale) is not
+retried by this middleware either.
+
+Differs from Traefik: Traefik stops retrying once the request was written to
+the backend; Turnout also retries a replayable request whose backend dropped
+the connection without answering (safe, since the request is idempotent and has
+no body).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import TYPE_CHECKING
+
+from proxy.config.dynamic import Retry
+from proxy.middlewares import register
+from proxy.middlewares.base import BuildContext, BuildError, Handler
+from proxy.middlewares.chain import redispatch
+
+if TYPE_CHECKING:
+    from proxy.http.exchange import Exchange
+
+RANDOMIZATION = 0.5  # cenkalti/backoff's DefaultRandomizationFactor
+
+
+class _State:
+    __slots__ = ("interval", "timer", "tries")
+
+    def __init__(self, interval: float) -> None:
+        self.tries = 1  # the first try has been made when the first failure arrives
+        self.interval = interval
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class RetryHandler(Handler):
+    __slots__ = ("attempts", "initial", "multiplier", "states")
+
+    def __init__(self, name: str, attempts: int, initial: float) -> None:
+        super().__init__(name)
+        self.attempts = attempts
+        self.initial = initial if attempts >= 2 else 0.0
+        self.multiplier = 2 ** (1 / (attempts - 1)) if attempts >= 2 else 1.0
+        self.states: dict[Exchange, _State] = {}
+
+    def next_delay(self, state: _State) -> float:
+        """One wait of the exponential backoff, then the interval grows."""
+        interval = state.interval
+        if interval <= 0:
+            return 0.0
+        delta = RANDOMIZATION * interval
+        low = interval - delta
+        delay = low + random.random() * (2 * delta)
+        state.interval = interval * self.multiplier
+        return delay
+
+    def on_upstream_error(self, ex: Exchange, error: Exception) -> bool:
+        if not ex.replayable():
+            return False
+        state = self.states.get(ex)
+        if state is None:
+            state = self.states[ex] = _State(self.initial)
+        if state.tries >= self.attempts:
+            return False  # exhausted: the engine answers the failure
+        state.tries += 1
+        delay = self.next_delay(state)
+        loop = asyncio.get_running_loop()
+        if delay > 0:
+            state.timer = loop.call_later(delay, self._again, ex)
+        else:
+            loop.call_soon(self._again, ex)
+        return True
+
+    def _again(self, ex: Exchange) -> None:
+        state = self.states.get(ex)
+        if state is None:
+            return  # the exchange ended meanwhile (the client left)
+        state.timer = None
+        redispatch(ex)
+
+    def on_done(self, ex: Exchange, status: int) -> None:
+        state = self.states.pop(ex, None)
+        if state is not None and state.timer is not None:
+            state.timer.cancel()
+
+
+@register("retry")
+def build(name: str, config: Retry, context: BuildContext) -> Handler:
+    if config.attempts <= 0:
+        raise BuildError(f"must be a positive number of tries, got {config.attempts}", "attempts")
+    if config.initial_interval < 0:
+        raise BuildError("must not be negative", "initialInterval")
+    return RetryHandler(name, config.attempts, float(config.initial_interval))
