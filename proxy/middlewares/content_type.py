@@ -12,14 +12,7 @@ here (an explicit ``autoDetect = false`` cannot be told from its absence).
 
 The response head is held until the first body bytes arrive (``head.sniff``);
 only the first read from the backend is looked at (up to 512 bytes of it, as Go).
-
-Engine workaround: the upstream parser's fast path for Content-Length bodies
-(``UpstreamConnection.on_body`` with ``FRAME_LENGTH``) writes body bytes
-straight to the client without releasing a held head, so the head would follow
-the body. Until that path checks ``held_head``, a response this middleware
-sniffs gets a pass-through ``BodyFilter``, which makes the engine re-frame it
-(chunked for HTTP/1.1) and send the body through ``response_body``. Only
-responses without a Content-Type pay for it.
+The backend's framing is kept (a Content-Length stays).
 """
 
 from __future__ import annotations
@@ -28,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from proxy.config.dynamic import ContentType
 from proxy.middlewares import register
-from proxy.middlewares.base import BodyFilter, BuildContext, Handler, ResponseHead
+from proxy.middlewares.base import BuildContext, Handler, ResponseHead
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -190,18 +183,6 @@ def _set_detected(head: ResponseHead, first: bytes) -> None:
         head.set("Content-Type", detect_content_type(first))
 
 
-class _PassThrough(BodyFilter):
-    """Changes nothing; only routes the body through the engine's filtered path."""
-
-    __slots__ = ()
-
-    def feed(self, data: bytes) -> bytes:
-        return data
-
-
-PASS_THROUGH = _PassThrough()
-
-
 class ContentTypeHandler(Handler):
     __slots__ = ()
 
@@ -211,8 +192,6 @@ class ContentTypeHandler(Handler):
         if head.get("Content-Type") is not None:
             return
         head.sniff = _set_detected
-        if head.body_filter is None:
-            head.body_filter = PASS_THROUGH  # see the engine workaround above
 
 
 @register("content_type")
