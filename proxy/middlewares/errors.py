@@ -39,7 +39,7 @@ from proxy.config.dynamic import ErrorPage
 from proxy.middlewares import register
 from proxy.middlewares.base import Answer, BuildContext, BuildError, Handler, ResponseHead
 from proxy.middlewares.chain import answer_from
-from proxy.middlewares.subrequest import SubrequestError, parse_target, send
+from proxy.middlewares.subrequest import NOT_COPIED, SubrequestError, parse_target, send
 from proxy.services.loadbalancer import LoadBalancer
 
 if TYPE_CHECKING:
@@ -49,22 +49,7 @@ TIMEOUT = 30.0
 MAX_PAGE = 4 * 1024 * 1024
 
 # Not copied from the client's request to the page request, nor from the page back.
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-        "host",
-        "expect",
-    }
-)
+HOP_BY_HOP = NOT_COPIED | {"expect"}
 
 Ranges = tuple[tuple[int, int], ...]
 

@@ -35,7 +35,14 @@ from proxy.middlewares.base import (
     ResponseHead,
 )
 from proxy.middlewares.chain import answer, resume
-from proxy.middlewares.subrequest import SubrequestError, SubResponse, Target, parse_target, send
+from proxy.middlewares.subrequest import (
+    NOT_COPIED,
+    SubrequestError,
+    SubResponse,
+    Target,
+    parse_target,
+    send,
+)
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
@@ -44,21 +51,7 @@ TIMEOUT = 30.0  # Traefik's auth client timeout
 MAX_AUTH_BODY = 4 * 1024 * 1024  # when maxResponseBodySize is unset (-1)
 
 # Never copied to the auth server or back from it (RFC 9110 7.6.1, and framing).
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-        "host",
-    }
-)
+HOP_BY_HOP = NOT_COPIED
 FORWARDED = ("x-forwarded-for", "x-forwarded-method", "x-forwarded-proto", "x-forwarded-host")
 SET_BY_AUTH = frozenset({*FORWARDED, "x-forwarded-uri"})
 

@@ -17,6 +17,24 @@ import httptools
 
 READ_SIZE = 64 * 1024
 
+# Headers a subrequest never copies from the client's request, nor back from its
+# answer: hop-by-hop (RFC 9110 7.6.1) and framing, which the client writes itself.
+NOT_COPIED = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "host",
+    }
+)
+
 
 class SubrequestError(OSError):
     """The server could not be reached, or answered something unusable."""
