@@ -8,7 +8,8 @@ scenarios sharing one are run back to back without restarts.
 Setups:
 - http         one catch-all route to the HTTP backend (/, /1m, /upload);
 - routers-10k  10,000 Host routers, each to its own service, the benched one among them;
-- middlewares  the catch-all route behind a typical chain (IP allow-list, rate limit, headers);
+- middlewares  the catch-all route behind issue 6's typical chain (headers, stripPrefix,
+               rateLimit never reached, compress on a response too small to compress);
 - websocket    a catch-all route to the bundled WebSocket echo backend;
 - tcp          two TCP relays: to the bundled echo server and to the bulk server.
 """
@@ -132,8 +133,8 @@ SCENARIOS: list[Scenario] = [
     ),
     Scenario(
         name="middlewares",
-        description="GET / through a chain: IP allow-list, rate limit, request and "
-        "response headers",
+        description="GET / through a chain: headers, stripPrefix, rateLimit (never "
+        "reached), compress (response too small to compress)",
         setup="middlewares",
         expected_body=SMALL_BODY,
         skip_all_without_turnout=True,

@@ -319,10 +319,16 @@ def turnout_dynamic(setup: Setup) -> str:
         backend = f"http://{LOOPBACK}:{p.ws}"
     router = '[http.routers.bench]\nrule = "PathPrefix(`/`)"\nservice = "backend"\n'
     if setup.name == "middlewares":
-        router += 'middlewares = ["allow-local", "rate-limit", "bench-headers"]\n'
+        # Issue 6's typical chain: headers + stripPrefix + rateLimit (never reached)
+        # + compress (on a response below minResponseBodyBytes).
+        router += (
+            'middlewares = ["bench-headers", "strip-api", "rate-limit", "compress"]\n'
+        )
         router += """
-[http.middlewares.allow-local.ipAllowList]
-sourceRange = ["127.0.0.0/8"]
+[http.middlewares.strip-api.stripPrefix]
+prefixes = ["/api"]
+
+[http.middlewares.compress.compress]
 
 [http.middlewares.rate-limit.rateLimit]
 average = 100000000
