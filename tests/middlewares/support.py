@@ -39,25 +39,21 @@ def router(name: str, middlewares: list[str], *, host: str | None = None) -> str
     )
 
 
-def service(url: str) -> str:
+def service(url: str, name: str = "app") -> str:
     return (
-        "[http.services.app.loadBalancer]\n"
-        f'[[http.services.app.loadBalancer.servers]]\nurl = "{url}"\n'
+        f"[http.services.{name}.loadBalancer]\n"
+        f'[[http.services.{name}.loadBalancer.servers]]\nurl = "{url}"\n'
     )
 
 
-@pytest.fixture(scope="module", name="app_backend")
-def app_backend_fixture() -> Iterator[Backend]:
-    """One recording backend per module; it answers 200 "ok" unless given a responder."""
+def run_backend() -> Iterator[Backend]:
+    """A recording backend (answers 200 "ok" unless given a responder), stopped after."""
     server = Backend().start()
     yield server
     server.stop()
 
 
-@pytest.fixture(scope="module", name="proxy_factory")
-def proxy_factory_fixture(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Callable[..., Turnout]]:
+def run_proxies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Turnout]]:
     """Start turnout processes that live for the module; each must exit 0 on SIGTERM."""
     started: list[Turnout] = []
 
@@ -70,6 +66,19 @@ def proxy_factory_fixture(
     yield make
     for proxy in started:
         assert proxy.stop() == 0, proxy.stderr()
+
+
+@pytest.fixture(scope="module", name="app_backend")
+def app_backend_fixture() -> Iterator[Backend]:
+    """One recording backend per module."""
+    yield from run_backend()
+
+
+@pytest.fixture(scope="module", name="proxy_factory")
+def proxy_factory_fixture(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., Turnout]]:
+    yield from run_proxies(tmp_path_factory)
 
 
 def check(tmp_path: Path, dynamic: str) -> tuple[int, str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import REPO, Backend, Turnout
+from tests.middlewares.support import run_backend, run_proxies, service
 from tests.providers.servers import RedisServer
 
 __all__ = [
@@ -37,36 +38,16 @@ def host_router(name: str, middlewares: list[str], rule: str = "") -> str:
     )
 
 
-def service(url: str, name: str = "app") -> str:
-    return (
-        f"[http.services.{name}.loadBalancer]\n"
-        f'[[http.services.{name}.loadBalancer.servers]]\nurl = "{url}"\n'
-    )
-
-
 @pytest.fixture(scope="module", name="module_backend")
 def module_backend_fixture() -> Iterator[Backend]:
-    server = Backend().start()
-    yield server
-    server.stop()
+    yield from run_backend()
 
 
 @pytest.fixture(scope="module", name="module_proxy")
 def module_proxy_fixture(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Callable[..., Turnout]]:
-    """Start turnout processes that live for the module; each must exit 0 on SIGTERM."""
-    started: list[Turnout] = []
-
-    def make(dynamic: str, **kwargs: object) -> Turnout:
-        proxy = Turnout(tmp_path_factory.mktemp("turnout"), dynamic, **kwargs)  # type: ignore[arg-type]
-        proxy.start()
-        started.append(proxy)
-        return proxy
-
-    yield make
-    for proxy in started:
-        assert proxy.stop() == 0, proxy.stderr()
+    yield from run_proxies(tmp_path_factory)
 
 
 @pytest.fixture(name="redis_server")
