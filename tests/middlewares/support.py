@@ -81,22 +81,29 @@ def proxy_factory_fixture(
     yield from run_proxies(tmp_path_factory)
 
 
-def check(tmp_path: Path, dynamic: str) -> tuple[int, str]:
-    """``turnout check`` as a process on one file ``dynamic.toml``: exit code and output."""
-    dynamic_path = tmp_path / "dynamic.toml"
+def run_check(
+    tmp_path: Path, dynamic: str, name: str = "dynamic.toml", static_name: str = "static.toml"
+) -> subprocess.CompletedProcess[str]:
+    """``turnout check`` as a real process on one dynamic file called ``name``."""
+    dynamic_path = tmp_path / name
     dynamic_path.write_text(dynamic)
-    static = tmp_path / "static.toml"
+    static = tmp_path / static_name
     static.write_text(
         '[entryPoints.web]\naddress = "127.0.0.1:0"\n'
         f'[providers.file]\nfilename = "{dynamic_path}"\n'
     )
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "proxy.cli", "check", "-c", str(static)],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=30,
     )
+
+
+def check(tmp_path: Path, dynamic: str) -> tuple[int, str]:
+    """``turnout check`` on one file ``dynamic.toml``: exit code and output."""
+    done = run_check(tmp_path, dynamic)
     # "FILE:LINE: key: message" where the line is known: the line is dropped here,
     # so a test reads "dynamic.toml: http.middlewares.NAME.TYPE.key: message".
     return done.returncode, re.sub(

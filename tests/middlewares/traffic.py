@@ -7,15 +7,13 @@ process over real sockets. ``check`` runs ``turnout check`` as a real process.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import REPO, Backend, Turnout
-from tests.middlewares.support import run_backend, run_proxies, service
+from tests.integration.harness import Backend, Turnout
+from tests.middlewares.support import run_backend, run_check, run_proxies, service
 from tests.providers.servers import RedisServer
 
 __all__ = [
@@ -60,18 +58,5 @@ def redis_server_fixture(tmp_path: Path) -> Iterator[RedisServer]:
 
 def check(tmp_path: Path, dynamic: str) -> tuple[int, str]:
     """``turnout check`` in a real process: its exit code and everything it printed."""
-    dynamic_path = tmp_path / "check.toml"
-    dynamic_path.write_text(dynamic)
-    static = tmp_path / "check-static.toml"
-    static.write_text(
-        '[entryPoints.web]\naddress = "127.0.0.1:0"\n'
-        f'[providers.file]\nfilename = "{dynamic_path}"\n'
-    )
-    done = subprocess.run(
-        [sys.executable, "-m", "proxy.cli", "check", "-c", str(static)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    done = run_check(tmp_path, dynamic, "check.toml", "check-static.toml")
     return done.returncode, done.stdout + done.stderr
