@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from collections.abc import Callable
 from typing import cast
 
 import httptools
@@ -107,22 +108,41 @@ class BackendProtocol(asyncio.Protocol):
         self.transport = None
 
 
-async def serve(host: str, port: int) -> None:
+async def serve_until_stopped(
+    host: str, listeners: list[tuple[Callable[[], asyncio.Protocol], int]]
+) -> None:
+    """Listen with each (protocol factory, port) until SIGTERM or SIGINT.
+
+    Shared by the bundled HTTP, WebSocket and TCP backends.
+    """
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(BackendProtocol, host, port, backlog=4096, reuse_address=True)
+    servers = [
+        await loop.create_server(factory, host, port, backlog=4096, reuse_address=True)
+        for factory, port in listeners
+    ]
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with server:
+    try:
         await stop.wait()
+    finally:
+        for server in servers:
+            server.close()
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.backend", description=__doc__)
+def run_single(
+    factory: Callable[[], asyncio.Protocol], prog: str, doc: str | None, argv: list[str] | None
+) -> None:
+    """Command line of a one-port backend: --host, --port."""
+    ap = argparse.ArgumentParser(prog=prog, description=doc)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     args = ap.parse_args(argv)
-    uvloop.run(serve(args.host, args.port))
+    uvloop.run(serve_until_stopped(args.host, [(factory, args.port)]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_single(BackendProtocol, "python -m benchmarks.backend", __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 from typing import cast
 
 import uvloop
+
+from benchmarks.backend import serve_until_stopped
 
 BULK_SIZE = 1 << 20
 
@@ -69,24 +70,14 @@ class BulkProtocol(_FlowControlled):
             t.writelines([self.block] * len(data))
 
 
-async def serve(host: str, echo_port: int, bulk_port: int) -> None:
-    loop = asyncio.get_running_loop()
-    echo = await loop.create_server(EchoProtocol, host, echo_port, backlog=4096, reuse_address=True)
-    bulk = await loop.create_server(BulkProtocol, host, bulk_port, backlog=4096, reuse_address=True)
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with echo, bulk:
-        await stop.wait()
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.tcp_backend", description=__doc__)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--echo-port", type=int, required=True)
     ap.add_argument("--bulk-port", type=int, required=True)
     args = ap.parse_args(argv)
-    uvloop.run(serve(args.host, args.echo_port, args.bulk_port))
+    listeners = [(EchoProtocol, args.echo_port), (BulkProtocol, args.bulk_port)]
+    uvloop.run(serve_until_stopped(args.host, listeners))
 
 
 if __name__ == "__main__":

@@ -14,15 +14,13 @@ Run: python -m benchmarks.ws_backend --port PORT [--host 127.0.0.1]
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import hashlib
-import signal
 import struct
 from typing import cast
 
-import uvloop
+from benchmarks.backend import run_single
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MAX_HEAD = 16384
@@ -200,22 +198,8 @@ class WsEchoProtocol(asyncio.Protocol):
             self.transport.writelines(out)
 
 
-async def serve(host: str, port: int) -> None:
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(WsEchoProtocol, host, port, backlog=4096, reuse_address=True)
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with server:
-        await stop.wait()
-
-
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.ws_backend", description=__doc__)
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, required=True)
-    args = ap.parse_args(argv)
-    uvloop.run(serve(args.host, args.port))
+    run_single(WsEchoProtocol, "python -m benchmarks.ws_backend", __doc__, argv)
 
 
 if __name__ == "__main__":
