@@ -321,9 +321,7 @@ def turnout_dynamic(setup: Setup) -> str:
     if setup.name == "middlewares":
         # Issue 6's typical chain: headers + stripPrefix + rateLimit (never reached)
         # + compress (on a response below minResponseBodyBytes).
-        router += (
-            'middlewares = ["bench-headers", "strip-api", "rate-limit", "compress"]\n'
-        )
+        router += 'middlewares = ["bench-headers", "strip-api", "rate-limit", "compress"]\n'
         router += """
 [http.middlewares.strip-api.stripPrefix]
 prefixes = ["/api"]
