@@ -7,10 +7,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the test suite and benchmarks start themselves (caddy: the Go
 # peer proxy in the benchmarks; libnginx-mod-stream: nginx's TCP relay, a peer in
-# the TCP benchmarks). DEB_FILES are checked like DEB_BINARIES, for packages
-# that ship no binary.
-DEB_PACKAGES := wrk nginx-light haproxy redis-server etcd-server etcd-client caddy libnginx-mod-stream
-DEB_BINARIES := wrk nginx haproxy redis-server etcd etcdctl caddy
+# the TCP benchmarks; postgresql, dnsmasq and bind9-dnsutils: real databases and
+# DNS behind the TCP and UDP routers; chromium and chromium-driver: the dashboard
+# test's browser). DEB_FILES are checked like DEB_BINARIES, for packages that
+# ship no binary.
+DEB_PACKAGES := wrk nginx-light haproxy redis-server etcd-server etcd-client caddy libnginx-mod-stream \
+	postgresql dnsmasq bind9-dnsutils chromium chromium-driver
+DEB_BINARIES := wrk nginx haproxy redis-server etcd etcdctl caddy psql pgbench dnsmasq dig chromium chromedriver
 DEB_FILES := /usr/lib/nginx/modules/ngx_stream_module.so
 
 .PHONY: run test bench lint deps-debian clean
