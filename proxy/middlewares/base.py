@@ -39,11 +39,19 @@ the exchange open for the handler to call ``chain.redispatch(ex)`` later (retry)
 ``on_done(ex, status)`` runs exactly once per exchange however it ended
 (status 0 when no response was sent): in-flight counters and circuit
 breakers rely on it.
+
+``close()`` releases what a handler holds (a Redis client's connections,
+timers). It is called once, when a new snapshot no longer uses the handler
+and no exchange still running on an older snapshot holds it, and for every
+handler at shutdown. It may return an awaitable (an async client's close);
+it must leave late calls of the other hooks harmless. Builds that are refused
+or only checked are never closed: a handler opens what it holds on first use
+(as a Redis client connects), never in its builder.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from proxy.http.headers import has_ctl, is_token
@@ -154,6 +162,7 @@ class Handler:
     has_response: ClassVar[bool] = False
     has_done: ClassVar[bool] = False
     has_upstream_error: ClassVar[bool] = False
+    has_close: ClassVar[bool] = False
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -164,6 +173,7 @@ class Handler:
         cls.has_response = cls.on_response is not Handler.on_response
         cls.has_done = cls.on_done is not Handler.on_done
         cls.has_upstream_error = cls.on_upstream_error is not Handler.on_upstream_error
+        cls.has_close = cls.close is not Handler.close
 
     def on_request(self, ex: Exchange) -> Answer | Pending | None:
         return None
@@ -176,6 +186,9 @@ class Handler:
 
     def on_upstream_error(self, ex: Exchange, error: Exception) -> bool:
         return False
+
+    def close(self) -> Awaitable[None] | None:
+        return None
 
 
 class BuildError(ValueError):

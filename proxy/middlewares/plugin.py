@@ -25,7 +25,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -214,17 +214,33 @@ class PluginAdapter(Handler):
         except Exception:
             log.exception("plugin middleware %s: on_done failed", self.name)
 
+    def close(self) -> Awaitable[None] | None:
+        # Errors are logged by the caller (proxy.middlewares.retired).
+        return self.inner.close()
 
-_ADAPTERS: dict[tuple[bool, bool, bool, bool], type[PluginAdapter]] = {}
+
+_ADAPTERS: dict[tuple[bool, bool, bool, bool, bool], type[PluginAdapter]] = {}
 
 
 def adapter_for(name: str, inner: Handler) -> PluginAdapter:
-    hooks = (inner.has_request, inner.has_response, inner.has_done, inner.has_upstream_error)
+    hooks = (
+        inner.has_request,
+        inner.has_response,
+        inner.has_done,
+        inner.has_upstream_error,
+        inner.has_close,
+    )
     cls = _ADAPTERS.get(hooks)
     if cls is None:
         cls = type("PluginAdapter", (PluginAdapter,), {"__slots__": ()})
         # Set after creation: __init_subclass__ sees every hook overridden.
-        cls.has_request, cls.has_response, cls.has_done, cls.has_upstream_error = hooks
+        (
+            cls.has_request,
+            cls.has_response,
+            cls.has_done,
+            cls.has_upstream_error,
+            cls.has_close,
+        ) = hooks
         _ADAPTERS[hooks] = cls
     return cls(name, inner)
 

@@ -50,6 +50,10 @@ you need:
   was sent; return True to take the exchange over (then :func:`redispatch` or
   :func:`answer_from`).
 - ``on_done(ex, status)``: once per exchange, however it ended (0: no response).
+- ``close()``: release what the handler opened (clients, timers; open them on
+  first use, not in ``new``). Called once, sync or returning an awaitable, when
+  a configuration change dropped the handler and no request runs through it
+  any more, and at shutdown.
 
 Hooks run on the event loop: they must not block (no blocking I/O, no long
 computation; use :meth:`PluginHandler.later` with ``asyncio`` or a thread).

@@ -236,6 +236,11 @@ class RedisRateLimitHandler(Handler):
         else:
             asyncio.get_running_loop().call_later(wait, resume, ex)
 
+    async def close(self) -> None:
+        # A decision still waiting gets a connection error and answers 500 to a
+        # client that is usually gone: the handler is closed once no exchange holds it.
+        await self.client.aclose()
+
 
 def redis_client(store: RedisStore) -> Any:
     if not store.endpoints:

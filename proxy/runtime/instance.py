@@ -7,13 +7,16 @@ import gc
 import logging
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from proxy.config.dynamic import DynamicConfig
 from proxy.config.load import ConfigError
 from proxy.config.static import EntryPoint as EntryPointConfig
 from proxy.config.static import StaticConfig
+from proxy.http.exchange import Exchange
 from proxy.http.resolver import Resolver
+from proxy.middlewares.retired import RetiredHandlers
 from proxy.providers import Provider, ProviderUnavailable, configured
 from proxy.providers.file import FileProvider
 from proxy.runtime import debug
@@ -89,6 +92,7 @@ class Instance:
         self.base = base
         self.entrypoints: dict[str, EntryPoint] = {}
         self.snapshot: Snapshot | None = None
+        self.retired = RetiredHandlers()  # middleware handlers to close
         self.providers: list[Provider] = configured(static, base)
         self.aggregator: Aggregator | None = None
         self._watchers: list[asyncio.Task[None]] = []
@@ -126,6 +130,8 @@ class Instance:
                 provider.reload(self.aggregator, force=True)
 
     def _swap(self, snapshot: Snapshot) -> None:
+        if self.snapshot is not None:
+            self.retired.retire(self.snapshot, snapshot)
         self.snapshot = snapshot
         for entrypoint in self.entrypoints.values():
             entrypoint.snapshot = snapshot
@@ -212,7 +218,16 @@ class Instance:
         for pool in self.pools.all():
             pool.sweep(now)
         self.pools.sweep_retired()
+        if self.retired.waiting:
+            self.retired.sweep(self._in_flight())
         self._tick_handle = self.loop.call_later(TICK, self._tick)
+
+    def _in_flight(self) -> Iterator[Exchange]:
+        for entrypoint in self.entrypoints.values():
+            for conn in entrypoint.connections:
+                for ex in (conn.receiving, conn.active, *conn.queue):
+                    if isinstance(ex, Exchange):
+                        yield ex
 
     async def _watch(self, provider: Provider) -> None:
         assert self.aggregator is not None
@@ -265,6 +280,7 @@ class Instance:
                 conn.abort()
         if self._tick_handle is not None:
             self._tick_handle.cancel()
+        await self.retired.close_all(self.snapshot, PROVIDER_STOP_TIMEOUT)
         self.pools.close()
         self.resolver.close()
         for entrypoint in self.entrypoints.values():
