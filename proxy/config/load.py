@@ -54,7 +54,7 @@ from proxy.config.dynamic import (
     UDPConfiguration,
 )
 from proxy.config.lines import attach_lines
-from proxy.config.static import StaticConfig
+from proxy.config.static import StaticConfig, entry_point_problems
 
 __all__ = [
     "CONFIG_EXTENSIONS",
@@ -118,9 +118,14 @@ def load_static(path: str | Path) -> StaticConfig:
     file = str(path)
     raw = read_raw(file)
     try:
-        return decode_static(raw, file)
+        static = decode_static(raw, file)
     except ConfigError as error:
         raise ConfigError(attach_lines(error.issues)) from None
+    problems = entry_point_problems(static)
+    if problems:
+        issues = [ConfigIssue(file, path, message) for path, message in problems]
+        raise ConfigError(attach_lines(issues))
+    return static
 
 
 def load_dynamic(path: str | Path) -> DynamicConfig:

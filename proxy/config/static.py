@@ -17,6 +17,7 @@ Turnout-only keys, documented where they are declared:
   is read too and wins when set (see :meth:`EntryPoint.max_header_bytes`).
 """
 
+import ipaddress
 from typing import Any, Literal
 
 import msgspec
@@ -190,6 +191,25 @@ class EntryPoint(ConfigStruct):
         if self.http.max_header_bytes:
             return self.http.max_header_bytes
         return self.transport.max_header_bytes
+
+
+def entry_point_problems(static: "StaticConfig") -> list[tuple[str, str]]:
+    """(key path, message) for entry point values that decode but cannot be used."""
+    problems = []
+    for name, entrypoint in static.entry_points.items():
+        prefix = f"entryPoints.{name}"
+        if entrypoint.proxy_protocol is not None:
+            for index, entry in enumerate(entrypoint.proxy_protocol.trusted_ips):
+                try:
+                    ipaddress.ip_network(entry.strip(), strict=False)
+                except ValueError:
+                    problems.append(
+                        (
+                            f"{prefix}.proxyProtocol.trustedIPs[{index}]",
+                            f"{entry!r} is not an IP address or CIDR range",
+                        )
+                    )
+    return problems
 
 
 class AddressError(ValueError):

@@ -173,6 +173,11 @@ class HttpConnection(asyncio.Protocol):
     # -- asyncio.Protocol -------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.accept(transport, transport.get_extra_info("peername"))
+
+    def accept(self, transport: asyncio.BaseTransport, peer: tuple[str, int] | None) -> None:
+        """Serve a connection whose client is ``peer``: the socket's peer, or the
+        address a PROXY protocol header gave (proxy/tcp/proxy_header.py)."""
         entrypoint = self.entrypoint
         limit = entrypoint.max_connections
         if limit and len(entrypoint.connections) >= limit:
@@ -183,7 +188,6 @@ class HttpConnection(asyncio.Protocol):
             return
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
         transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
-        peer = transport.get_extra_info("peername")
         ip = peer[0] if peer else ""
         if "%" in ip:
             ip = ip.split("%", 1)[0]

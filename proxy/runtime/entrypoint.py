@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from proxy.config.static import EntryPoint as EntryPointConfig
 from proxy.config.static import parse_address
 from proxy.http.server import HttpConnection
+from proxy.tcp.proxy_header import ProxyHeaderReader, TrustedPeers
 
 if TYPE_CHECKING:
     from proxy.runtime.snapshot import Snapshot
@@ -58,6 +59,9 @@ class EntryPoint:
             ipaddress.ip_network(entry, strict=False) for entry in forwarded.trusted_ips
         ]
         self.forwarded_server = b"X-Forwarded-Server: " + socket.gethostname().encode() + b"\r\n"
+        pp = config.proxy_protocol
+        # None: no PROXY header stage at all (see start()).
+        self.proxy_protocol = TrustedPeers(pp.insecure, pp.trusted_ips) if pp is not None else None
         self.clock = clock
         self.snapshot = snapshot
         self.connections: set[HttpConnection] = set()
@@ -85,14 +89,26 @@ class EntryPoint:
     async def start(self, loop: asyncio.AbstractEventLoop, *, reuse_port: bool = False) -> None:
         """Listen; ``reuse_port`` lets several worker processes share the port."""
         host = self.host or None  # ":8000" listens on every interface, as in Traefik
+        factory = self.protocol if self.proxy_protocol is None else self._proxy_header_reader
         self.server = await loop.create_server(
-            lambda: HttpConnection(self),
+            factory,
             host,
             self.port,
             reuse_address=True,
             reuse_port=reuse_port or self.config.reuse_port,
             backlog=4096,
         )
+
+    def protocol(self) -> HttpConnection:
+        """The protocol that serves an accepted connection.
+
+        It is started with ``connection_made(transport)`` or, after a PROXY
+        header, with ``accept(transport, client_address)`` (proxy/tcp/proxy_header.py).
+        """
+        return HttpConnection(self)
+
+    def _proxy_header_reader(self) -> ProxyHeaderReader:
+        return ProxyHeaderReader(self)
 
     @property
     def bound_port(self) -> int:

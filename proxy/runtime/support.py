@@ -72,8 +72,6 @@ def ignored_static_keys(static: StaticConfig) -> list[str]:
             keys.append("providers.consulCatalog.namespaces")
     for name, entrypoint in static.entry_points.items():
         prefix = f"entryPoints.{name}"
-        if entrypoint.proxy_protocol is not None:
-            keys.append(f"{prefix}.proxyProtocol")
         if entrypoint.http3 is not None:
             keys.append(f"{prefix}.http3")
         http = entrypoint.http

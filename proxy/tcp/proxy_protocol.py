@@ -101,6 +101,11 @@ class HeaderParser:
         self._buffer = b""
         self.rest = b""
 
+    @property
+    def pending(self) -> bytes:
+        """Bytes fed so far that may still start a header (while ``feed`` answers None)."""
+        return self._buffer
+
     def feed(self, data: bytes) -> ProxyHeader | _NoHeader | None:
         buffer = self._buffer + data if self._buffer else data
         first = buffer[:1]
