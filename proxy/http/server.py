@@ -50,7 +50,7 @@ from proxy.http.exchange import Exchange
 from proxy.http.flow import JOIN_LIMIT, WRITE_HIGH, WRITE_LOW
 from proxy.http.headers import CRLF, FORWARDED, HOP_BY_HOP
 from proxy.middlewares.chain import finish as finish_chain
-from proxy.middlewares.chain import run_request
+from proxy.middlewares.chain import run_request, service_failed
 
 if TYPE_CHECKING:
     from proxy.http.upstream import UpstreamConnection
@@ -676,6 +676,8 @@ class HttpConnection(asyncio.Protocol):
         route.service.serve(ex)
 
     def exchange_failed(self, ex: Exchange, error: HttpError) -> None:
+        if ex.service_called and service_failed(ex, error):
+            return  # answered through the router's middlewares
         if ex.response_state != 0:
             self.abort()
             return

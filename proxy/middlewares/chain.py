@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from proxy.http.errors import reason
+from proxy.http.errors import HttpError, reason
 from proxy.middlewares.base import AFTER_BODY, PENDING, Answer, Handler, ResponseHead
 
 if TYPE_CHECKING:
@@ -120,14 +120,47 @@ def upstream_error(ex: Exchange, error: Exception) -> bool:
     return any(handler.on_upstream_error(ex, error) for handler in route.chain.retriers)
 
 
+def service_failed(ex: Exchange, error: HttpError) -> bool:
+    """The service failed without answering (no server: 503; 502, 504 no retry took).
+
+    As Traefik's middlewares see what its proxy writes beneath them, the
+    error answer passes through the chain's response hooks (an errors page,
+    custom headers). False, and the engine writes its error as usual, when
+    nothing in the chain looks at responses or the error must close.
+    """
+    route = ex.route
+    if (
+        route is None
+        or route.chain is None
+        or not route.chain.has_responders
+        or error.close
+        or ex.response_state != 0
+        or ex.conn.transport is None
+    ):
+        return False
+    body = reason(error.status).encode() + b"\n"
+    headers = [
+        (b"Content-Type", b"text/plain; charset=utf-8"),
+        (b"X-Content-Type-Options", b"nosniff"),
+    ]
+    send_answer(ex, Answer(error.status, headers, body), len(route.chain.handlers))
+    return True
+
+
 def send_answer(ex: Exchange, response: Answer, position: int) -> None:
-    """Write a middleware's answer, after the handlers outside ``position`` saw it."""
+    """Write a middleware's answer, after the handlers outside ``position`` saw it.
+
+    A handler may drop it (``head.replace()``, errors) and answer later with
+    ``answer_from``: nothing is written now.
+    """
     route = ex.route
     assert route is not None and route.chain is not None
     lines = [name + b": " + value + b"\r\n" for name, value in response.headers]
     head = ResponseHead(response.status, lines)
     for handler in route.chain.responders(position):
         handler.on_response(ex, head)
+        if head.replaced:
+            return
     body = response.body
     if head.body_filter is not None:
         body = head.body_filter.feed(body) + head.body_filter.finish()

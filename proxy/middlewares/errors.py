@@ -23,10 +23,10 @@ The service's own failures are caught too: a 502 when the backend cannot be
 reached, a 504 when it does not answer in time (offered through
 ``on_upstream_error``; a retry placed after this middleware tries first).
 
-Limits: only the service's responses are caught. An answer produced by a
-middleware after this one in the chain (a 401 of basicAuth, a 429 of
-rateLimit) goes out unchanged: the engine offers ``head.replace()`` for backend
-responses only. Nor is the 503 of a load balancer without any server.
+As Traefik's errors middleware wraps everything after it in the chain, the
+answers of the middlewares after it (a 401 of basicAuth, a 429 of rateLimit)
+and the 503 of a load balancer without any server are caught too; the
+middlewares before it, and the page's own answer, are not.
 """
 
 from __future__ import annotations
@@ -96,9 +96,6 @@ class ErrorsHandler(Handler):
         self.tasks: set[asyncio.Task[None]] = set()
 
     def on_response(self, ex: Exchange, head: ResponseHead) -> None:
-        if ex.response_state != 1:
-            # A middleware's answer (send_answer): the engine cannot replace it.
-            return
         if self.catch(ex, head.status):
             head.replace()
 

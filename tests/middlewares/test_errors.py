@@ -77,7 +77,15 @@ def proxy(servers: tuple[Backend, Backend], module_proxy: Callable[..., Turnout]
         'status = ["500"]\nservice = "dead"\nquery = "/x"\n'
         '[http.middlewares.slowpage.errors]\nstatus = ["500"]\nservice = "pages"\nquery = "/slow"\n'
         "[http.middlewares.tries.retry]\nattempts = 2\n"
-        "[http.middlewares.own.errors]\n"
+        '[http.middlewares.deny.errors]\nstatus = ["403"]\nservice = "pages"\nquery = "/denied"\n'
+        '[http.middlewares.block.ipAllowList]\nsourceRange = ["10.0.0.0/8"]\n'
+        '[http.middlewares.seen.headers.customResponseHeaders]\nX-Seen = "yes"\n'
+        + host_router("inner", ["deny", "block"])
+        + host_router("outer", ["block", "deny"])
+        + '[http.routers.noserver]\nrule = "Host(`noserver.test`)"\nservice = "empty"\n'
+        + 'middlewares = ["seen", "err"]\n'
+        + "[http.services.empty.loadBalancer]\nservers = []\n"
+        + "[http.middlewares.own.errors]\n"
         'status = ["500"]\nservice = "pagesown"\nerrorRequestHeaders = ["x-keep"]\n'
         + host_router("err", ["err"])
         + host_router("rw", ["rw"])
@@ -176,6 +184,28 @@ def test_retry_inside_errors_then_the_page(proxy, servers) -> None:  # type: ign
     response = get(proxy.port, "/r", host="both.test")
     assert response.status == 502
     assert response.body == b"page /502.html?from=%2Fr"
+
+
+def test_answers_of_middlewares_after_it_are_caught(proxy, servers) -> None:  # type: ignore[no-untyped-def]
+    # Traefik's errors wraps the rest of the chain: ipAllowList's 403 below it is caught...
+    response = get(proxy.port, "/200", host="inner.test")
+    assert response.status == 403
+    assert response.body == b"page /denied"
+    assert response.header("X-Page") == "1"
+    # ...but not when ipAllowList is outside it.
+    response = get(proxy.port, "/200", host="outer.test")
+    assert response.status == 403
+    assert response.body == b"Forbidden"
+
+
+def test_a_service_without_servers_gets_the_page(proxy, servers) -> None:  # type: ignore[no-untyped-def]
+    _, pages = servers
+    response = get(proxy.port, "/nothing", host="noserver.test")
+    assert response.status == 503
+    assert response.body == b"page /503.html?from=%2Fnothing"
+    assert pages.requests[-1].target == "/503.html?from=%2Fnothing"
+    # The headers middleware outside errors sees that answer too, as in Traefik.
+    assert response.header("X-Seen") == "yes"
 
 
 def test_client_gone_while_the_page_is_fetched(proxy) -> None:  # type: ignore[no-untyped-def]
