@@ -145,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         return uvloop.run(_explain(static, base, args))
     turnout_logging.configure(static.log.level)
     from proxy.runtime.instance import Instance  # the engine is imported only to run
+    from proxy.runtime.memory import tune_malloc
+
+    tune_malloc()  # before any worker forks: they inherit it
 
     if args.workers == 1:
         return uvloop.run(Instance(static, name, base).run())
