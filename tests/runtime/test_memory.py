@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from proxy.runtime.memory import tune_malloc
 from tests.integration.harness import Turnout
 
 GLIBC = platform.libc_ver()[0] == "glibc"
