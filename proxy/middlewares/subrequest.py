@@ -93,11 +93,18 @@ class _Collector:
         self.limit = limit
         self.done = False
         self.too_large = False
+        self.head_only = False
+
+    def on_headers_complete(self) -> None:
+        if self.head_only:
+            self.done = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_body(self, body: bytes) -> None:
+        if self.head_only:
+            return
         self.size += len(body)
         if self.size > self.limit:
             self.too_large = True
@@ -118,10 +125,17 @@ async def send(
     max_body: int,
     body: bytes = b"",
     host: str = "",
+    context: ssl.SSLContext | None = None,
+    address: str = "",
+    head_only: bool = False,
 ) -> SubResponse:
     """Send one request to ``target`` (``path`` as the request target); the whole answer.
 
     ``host`` replaces the Host header (the target's authority by default).
+    ``context`` is the TLS configuration for https (the system's trust store by
+    default), ``address`` the resolved address to dial (the target's host by
+    default; TLS still names the host), and ``head_only`` stops at the end of
+    the response head (the body is neither read nor bounded).
     """
     lines = [f"{method} {path} HTTP/1.1", f"Host: {host or target.authority}"]
     lines += [f"{name}: {value}" for name, value in headers]
@@ -129,11 +143,14 @@ async def send(
         lines.append(f"Content-Length: {len(body)}")
     lines.append("Connection: close")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
-    context = ssl.create_default_context() if target.scheme == "https" else None
+    if target.scheme != "https":
+        context = None
+    elif context is None:
+        context = ssl.create_default_context()
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(
-                target.host,
+                address or target.host,
                 target.port,
                 ssl=context,
                 server_hostname=target.host if context else None,
@@ -141,6 +158,7 @@ async def send(
             try:
                 writer.write(head + body)
                 collector = _Collector(max_body)
+                collector.head_only = head_only
                 parser = httptools.HttpResponseParser(collector)
                 while not collector.done:
                     data = await reader.read(READ_SIZE)

@@ -23,6 +23,7 @@ from proxy.runtime import debug
 from proxy.runtime.aggregator import Aggregator
 from proxy.runtime.entrypoint import Clock, EntryPoint
 from proxy.runtime.snapshot import PoolRegistry, Snapshot
+from proxy.services.healthcheck import HealthChecks
 
 log = logging.getLogger("turnout")
 
@@ -98,6 +99,7 @@ class Instance:
         self._watchers: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self._tick_handle: asyncio.TimerHandle | None = None
+        self.health: HealthChecks | None = None
 
     # -- configuration ------------------------------------------------------
 
@@ -135,6 +137,8 @@ class Instance:
         self.snapshot = snapshot
         for entrypoint in self.entrypoints.values():
             entrypoint.snapshot = snapshot
+        if self.health is not None:
+            self.health.follow(snapshot.balancers())
 
     # -- life cycle ---------------------------------------------------------
 
@@ -144,6 +148,7 @@ class Instance:
         self.clock = Clock(loop.time)
         self.resolver = Resolver()
         self.pools = PoolRegistry(loop, self.resolver)
+        self.health = HealthChecks(self.resolver)
         # Handlers first: a SIGTERM during start-up (or as soon as the port opens)
         # must end in a graceful stop, not kill the process.
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -197,6 +202,7 @@ class Instance:
                 )
                 self._close_listeners()
                 await self._stop_providers()
+                await self.health.close()
                 return 1
             assert entrypoint.server is not None
             for sock in entrypoint.server.sockets:
@@ -262,6 +268,8 @@ class Instance:
     async def _shutdown(self) -> None:
         log.info("stopping: finishing requests in flight")
         await self._stop_providers()
+        if self.health is not None:
+            await self.health.close()
         accept_grace = max((e.accept_grace_timeout for e in self.entrypoints.values()), default=0)
         if accept_grace > 0:
             # Traefik keeps accepting for requestAcceptGraceTimeout so that a load

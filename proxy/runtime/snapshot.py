@@ -36,6 +36,7 @@ from proxy.middlewares import load_all
 from proxy.middlewares.base import BuildContext, Builder, BuildError, Handler
 from proxy.middlewares.chain import CompiledChain
 from proxy.rules import Route, RouterTable, build_table, default_priority
+from proxy.services.healthcheck import HealthCheckError, compile_health_check
 from proxy.services.loadbalancer import LoadBalancer, Server
 from proxy.services.whoami import whoami
 
@@ -105,8 +106,13 @@ class Snapshot:
         used: set[ServerPool] = set()
         for service in self.services.values():
             if isinstance(service, LoadBalancer):
-                used.update(server.pool for server in service.servers if server.pool is not None)
+                # Every member, DOWN ones too: their pools serve again when they recover.
+                used.update(server.pool for server in service.members if server.pool is not None)
         return used
+
+    def balancers(self) -> list[LoadBalancer]:
+        """Every load balancer of this snapshot (what the health checks follow)."""
+        return [service for service in self.services.values() if isinstance(service, LoadBalancer)]
 
 
 class PoolRegistry:
@@ -276,7 +282,9 @@ class _Builder:
                     and previous is not None
                     and previous.balancer_keys.get(qualified) == key
                 ):
-                    balancer = old  # unchanged: keep its rotation state
+                    balancer = old  # unchanged: keep its rotation state and health
+                elif isinstance(old, LoadBalancer):
+                    _carry_health(old, balancer)
                 services[qualified] = balancer
                 timeouts[qualified] = timeout
                 balancer_keys[qualified] = key
@@ -547,9 +555,18 @@ class _Builder:
                 continue
             pool = self.pools.get(scheme, host, port, transport) if self.pools else None
             servers.append(Server(server.url, pool, host_header, weight))  # type: ignore[arg-type]
+        health = None
+        if config.health_check is not None:
+            try:
+                health = compile_health_check(config.health_check, transport)
+            except HealthCheckError as error:
+                self.issue(f"{path}.healthCheck.{error.key}", str(error))
+                ok = False
         if not ok:
             return None
-        balancer = LoadBalancer(qualify(name, self.provider), servers, config.pass_host_header)
+        balancer = LoadBalancer(
+            qualify(name, self.provider), servers, config.pass_host_header, health
+        )
         key = msgspec.json.encode((config, transport), enc_hook=float)
         return balancer, float(transport.forwarding_timeouts.response_header_timeout), key
 
@@ -605,7 +622,6 @@ class _Builder:
                 continue
             for key, value in (
                 ("sticky", balancer.sticky),
-                ("healthCheck", balancer.health_check),
                 ("passiveHealthCheck", balancer.passive_health_check),
             ):
                 if value is not None:
@@ -628,6 +644,25 @@ class _Builder:
                     )
         if dynamic.tls.certificates:
             self.issue("tls.certificates", f"TLS termination {UNSUPPORTED}")
+
+
+def _carry_health(old: LoadBalancer, new: LoadBalancer) -> None:
+    """A changed service keeps what its unchanged health check knew of its servers.
+
+    An autoscaled fleet changes its server list all the time: without this,
+    every change would send traffic to a dead server again until it is probed.
+    """
+    if old.health is None or old.health != new.health:
+        return
+    known = {server.url: server for server in old.members}
+    changed = False
+    for server in new.members:
+        before = known.get(server.url)
+        if before is not None and not before.up:
+            server.up, server.reason = False, before.reason
+            changed = True
+    if changed:
+        new.rebuild()
 
 
 def _chain_cycle(start: str, middlewares: dict[str, Middleware]) -> list[str]:

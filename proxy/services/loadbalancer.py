@@ -3,10 +3,17 @@
 Smooth WRR (the algorithm of nginx and of Traefik's wrr strategy) spreads a
 server's turns evenly instead of in bursts: weights 5:1:1 give
 a a b a c a a, not a a a a a b c.
+
+Health: every server is UP until a health check (``proxy.services.healthcheck``)
+says otherwise. A change of state rebuilds the rotation list once, so a pick
+never looks at a DOWN server and costs what it cost without health checks.
+The states are read with ``server_states()`` (the API, the dashboard and the
+``service_server_up`` metric).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from proxy.http.errors import ServiceUnavailable
@@ -15,26 +22,84 @@ from proxy.http.exchange import forward_head
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
     from proxy.http.upstream import ServerPool
+    from proxy.services.healthcheck import HealthCheckSpec
+
+log = logging.getLogger("turnout.health")
+
+UP = "UP"
+DOWN = "DOWN"
 
 
 class Server:
-    __slots__ = ("host_header", "pool", "url", "weight")
+    __slots__ = ("host_header", "pool", "reason", "up", "url", "weight")
 
     def __init__(self, url: str, pool: ServerPool, host_header: bytes, weight: int) -> None:
         self.url = url
         self.pool = pool
         self.host_header = host_header  # Host sent when passHostHeader is false or Host is absent
         self.weight = weight
+        # Traefik's servers are UP until a check fails; ``reason`` says why one is DOWN.
+        self.up = True
+        self.reason = ""
 
 
 class LoadBalancer:
-    __slots__ = ("_current", "_next", "_total", "_uniform", "name", "pass_host_header", "servers")
+    __slots__ = (
+        "_current",
+        "_next",
+        "_total",
+        "_uniform",
+        "health",
+        "members",
+        "name",
+        "pass_host_header",
+        "servers",
+    )
 
-    def __init__(self, name: str, servers: list[Server], pass_host_header: bool) -> None:
+    def __init__(
+        self,
+        name: str,
+        servers: list[Server],
+        pass_host_header: bool,
+        health: HealthCheckSpec | None = None,
+    ) -> None:
         self.name = name
-        # Weight 0 takes a server out of rotation, as in Traefik.
-        self.servers = [server for server in servers if server.weight > 0]
+        # Every configured server, in configuration order (what the API shows).
+        self.members = servers
         self.pass_host_header = pass_host_header
+        self.health = health  # None: no active health check
+        self.servers: list[Server] = []  # the rotation: UP servers of weight > 0
+        self._current: list[int] = []
+        self._total = 0
+        self._uniform = True
+        self._next = 0
+        self.rebuild()
+
+    @property
+    def available(self) -> bool:
+        """Whether a request sent here can reach a server (a parent service asks)."""
+        return bool(self.servers)
+
+    def server_states(self) -> dict[str, str]:
+        """Each server's state by URL, ``"UP"`` or ``"DOWN"`` (Traefik's ``serverStatus``)."""
+        return {server.url: UP if server.up else DOWN for server in self.members}
+
+    def set_status(self, server: Server, up: bool, reason: str = "") -> None:
+        """Record a health check's verdict; a change rebuilds the rotation and is logged."""
+        server.reason = "" if up else reason
+        if server.up == up:
+            return
+        server.up = up
+        self.rebuild()
+        if up:
+            log.info("server %s of service %s is UP", server.url, self.name)
+        else:
+            log.info("server %s of service %s is DOWN: %s", server.url, self.name, reason)
+
+    def rebuild(self) -> None:
+        """Recompute the rotation from the members (after a change of their states)."""
+        # Weight 0 takes a server out of rotation, as in Traefik.
+        self.servers = [server for server in self.members if server.weight > 0 and server.up]
         self._current = [0] * len(self.servers)
         self._total = sum(server.weight for server in self.servers)
         self._uniform = len({server.weight for server in self.servers}) <= 1

@@ -557,9 +557,9 @@ class BackendProcess:
     """A real backend process, ``python -m tests.integration.stream_backend``, on a free
     port (long streamed responses, or silence; see that module), stopped by its pid."""
 
-    def __init__(self, name: str, mode: str = "stream", *options: str) -> None:
+    def __init__(self, name: str, mode: str = "stream", *options: str, port: int = 0) -> None:
         self.name = name
-        self.port = free_port()
+        self.port = port or free_port()  # a port of a stopped one: the same server restarted
         self.process = subprocess.Popen(
             [
                 *(sys.executable, "-m", "tests.integration.stream_backend"),

@@ -1,0 +1,1 @@
+from tests.integration.conftest import backend, turnout  # noqa: F401  (fixtures)

@@ -1,0 +1,226 @@
+"""loadBalancer.healthCheck through a real Turnout, against backends that die and come back.
+
+Every server starts UP (as in Traefik); a failed probe takes it out of the
+rotation, a passing one puts it back. The probe's path, method, status,
+hostname and headers are checked on what the backend actually received.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from tests.integration.harness import (
+    BackendProcess,
+    dynamic_for,
+    get,
+    ok_response,
+    wait_until,
+)
+from tests.middlewares.support import check
+
+INTERVAL = 0.3
+TIMEOUT = 0.5
+HEALTH = (
+    "[http.services.app.loadBalancer.healthCheck]\n"
+    f'path = "/health"\ninterval = "{INTERVAL}s"\ntimeout = "{TIMEOUT}s"\n'
+)
+
+
+def answered_by(port: int, count: int) -> list[str]:
+    """X-Backend of count requests, one connection each ('503' for a 503)."""
+    names = []
+    for _ in range(count):
+        response = get(port)
+        names.append(response.header("X-Backend") or str(response.status))
+    return names
+
+
+@pytest.fixture
+def processes():
+    started: list[BackendProcess] = []
+
+    def make(name: str, port: int = 0) -> BackendProcess:
+        process = BackendProcess(name, port=port)
+        started.append(process)
+        return process
+
+    yield make
+    for process in started:
+        process.stop()
+
+
+def test_dead_server_leaves_rotation_within_interval_plus_timeout_and_returns(processes, turnout):
+    a, b = processes("a"), processes("b")
+    proxy = turnout(dynamic_for(a.url, b.url, extra=HEALTH))
+    assert sorted(answered_by(proxy.port, 4)) == ["a", "a", "b", "b"]
+
+    a.kill()
+    killed = time.monotonic()
+    down = f"server {a.url} of service app@file is DOWN"
+    assert wait_until(lambda: down in proxy.stderr(), INTERVAL + TIMEOUT + 1.0), proxy.stderr()
+    # The next probe after the kill fails at once (connection refused): one interval at most.
+    assert time.monotonic() - killed <= INTERVAL + TIMEOUT + 0.5
+    assert answered_by(proxy.port, 6) == ["b"] * 6  # no 502 once it is DOWN
+    assert re.search(rf"{re.escape(down)}: cannot reach", proxy.stderr())
+
+    processes("a", port=a.port)  # the same server, restarted
+    up = f"server {a.url} of service app@file is UP"
+    assert wait_until(lambda: up in proxy.stderr(), INTERVAL + TIMEOUT + 2.0), proxy.stderr()
+    assert sorted(answered_by(proxy.port, 4)) == ["a", "a", "b", "b"]
+
+
+def test_all_servers_down_is_503_and_recovery_serves_again(processes, turnout):
+    a = processes("a")
+    proxy = turnout(dynamic_for(a.url, extra=HEALTH))
+    a.kill()
+    assert wait_until(lambda: "is DOWN" in proxy.stderr(), INTERVAL + TIMEOUT + 1.0)
+    response = get(proxy.port)
+    assert (response.status, response.body) == (503, b"Service Unavailable\n")
+    processes("a", port=a.port)
+    assert wait_until(lambda: "is UP" in proxy.stderr(), INTERVAL + TIMEOUT + 2.0)
+    assert answered_by(proxy.port, 2) == ["a", "a"]
+
+
+def test_probe_sends_path_method_hostname_and_headers_and_checks_status(backend, turnout):
+    # "strict" answers its probe 200 where 204 is expected: DOWN. "good" answers 204.
+    def responder(name: str, probe_status: int):
+        def respond(received):
+            if received.target.startswith("/ready"):
+                return f"HTTP/1.1 {probe_status} X\r\nContent-Length: 0\r\n\r\n".encode()
+            return ok_response(name.encode())
+
+        return respond
+
+    good = backend(responder=responder("good", 204))
+    strict = backend(responder=responder("strict", 200))
+    health = (
+        "[http.services.app.loadBalancer.healthCheck]\n"
+        'path = "/ready?deep=1"\nmethod = "HEAD"\nstatus = 204\n'
+        'hostname = "health.internal"\ninterval = "200ms"\ntimeout = "1s"\n'
+        '[http.services.app.loadBalancer.healthCheck.headers]\nX-Probe = "turnout"\n'
+    )
+    proxy = turnout(dynamic_for(good.url, strict.url, extra=health))
+    down = f"server {strict.url} of service app@file is DOWN: received status 200, expected 204"
+    assert wait_until(lambda: down in proxy.stderr(), 3.0), proxy.stderr()
+    probes = [r for r in good.requests if r.target.startswith("/ready")]
+    assert probes, "the good server was never probed"
+    probe = probes[0]
+    assert (probe.method, probe.target) == ("HEAD", "/ready?deep=1")
+    assert probe.header("Host") == "health.internal"
+    assert probe.header("X-Probe") == "turnout"
+    assert "is DOWN" not in proxy.stderr().replace(down, "")  # good stays UP
+    bodies = {get(proxy.port).body for _ in range(4)}
+    assert bodies == {b"good"}
+
+
+def test_port_and_scheme_replace_the_servers(backend, turnout):
+    # The service's server URL points at a port nothing listens on for traffic;
+    # the probe goes to the health port instead and keeps the server UP.
+    health_backend = backend()
+    served = backend(responder=lambda r: ok_response(b"served"))
+    health = (
+        "[http.services.app.loadBalancer.healthCheck]\n"
+        f'scheme = "http"\nport = {health_backend.port}\npath = "/hc"\n'
+        'interval = "200ms"\ntimeout = "1s"\n'
+    )
+    proxy = turnout(dynamic_for(served.url, extra=health))
+    assert wait_until(lambda: any(r.target == "/hc" for r in health_backend.requests), 3.0)
+    assert not any(r.target == "/hc" for r in served.requests)
+    assert get(proxy.port).body == b"served"
+
+
+@pytest.mark.parametrize(("follow", "state"), [("true", "UP"), ("false", "DOWN")])
+def test_follow_redirects(backend, turnout, follow, state):
+    def respond(received):
+        if received.target == "/health":
+            return b"HTTP/1.1 302 Found\r\nLocation: /really\r\nContent-Length: 0\r\n\r\n"
+        if received.target == "/really":
+            return ok_response(b"fine")
+        return ok_response(b"app")
+
+    server = backend(responder=respond)
+    health = (
+        "[http.services.app.loadBalancer.healthCheck]\n"
+        f'path = "/health"\nstatus = 200\nfollowRedirects = {follow}\n'
+        'interval = "200ms"\ntimeout = "1s"\n'
+    )
+    proxy = turnout(dynamic_for(server.url, extra=health))
+    assert wait_until(lambda: sum(r.target == "/health" for r in server.requests) >= 2, 3.0)
+    followed = any(r.target == "/really" for r in server.requests)
+    assert followed is (follow == "true")
+    if state == "DOWN":
+        assert "received status 302, expected 200" in proxy.stderr()
+        assert get(proxy.port).status == 503
+    else:
+        assert "is DOWN" not in proxy.stderr()
+        assert get(proxy.port).body == b"app"
+
+
+def test_state_survives_a_reload_and_a_changed_server_list(processes, turnout, backend):
+    a, b = processes("a"), processes("b")
+    slow = (
+        "[http.services.app.loadBalancer.healthCheck]\n"
+        'path = "/h"\ninterval = "300ms"\nunhealthyInterval = "60s"\ntimeout = "500ms"\n'
+    )
+    proxy = turnout(dynamic_for(a.url, b.url, extra=slow))
+    a.kill()
+    assert wait_until(lambda: "is DOWN" in proxy.stderr(), 2.0)
+    processes("a", port=a.port)  # back, but DOWN until its next probe in 60 s
+
+    # Another router changes: the service is unchanged and keeps its balancer.
+    other = '[http.routers.other]\nrule = "Host(`other`)"\nservice = "app"\n'
+    proxy.dynamic_path.write_text(dynamic_for(a.url, b.url, extra=slow) + other)
+    assert wait_until(lambda: "configuration applied" in proxy.stderr(), 5.0)
+    assert answered_by(proxy.port, 4) == ["b"] * 4
+
+    # The server list changes (c added): a stays DOWN, the newcomer is UP.
+    c = processes("c")
+    proxy.dynamic_path.write_text(dynamic_for(a.url, b.url, c.url, extra=slow) + other)
+    assert wait_until(lambda: proxy.stderr().count("configuration applied") >= 2, 5.0)
+    assert sorted(answered_by(proxy.port, 4)) == ["b", "b", "c", "c"]
+
+
+def test_removed_service_stops_its_checker(backend, turnout):
+    server = backend()
+    health = '[http.services.app.loadBalancer.healthCheck]\npath = "/h"\ninterval = "100ms"\n'
+    proxy = turnout(dynamic_for(server.url, extra=health))
+    assert wait_until(lambda: len(server.requests) >= 2, 3.0)
+    with_checker = proxy.stats()["tasks"]
+    proxy.dynamic_path.write_text(dynamic_for(server.url))
+    assert wait_until(lambda: "configuration applied" in proxy.stderr(), 5.0)
+    assert wait_until(lambda: proxy.stats()["tasks"] == with_checker - 1, 3.0)
+    time.sleep(0.3)
+    probes = len(server.requests)
+    time.sleep(0.5)
+    assert len(server.requests) == probes  # no more probes
+    assert server.open_connections == 0
+
+
+def test_check_dials_nothing(backend, tmp_path):
+    server = backend()
+    health = '[http.services.app.loadBalancer.healthCheck]\npath = "/h"\ninterval = "10ms"\n'
+    code, output = check(tmp_path, dynamic_for(server.url, extra=health))
+    assert code == 0, output
+    time.sleep(0.2)
+    assert server.connections == 0
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("mode", '"grpc"', "healthCheck.mode: mode 'grpc' is not supported by Turnout yet"),
+        ("mode", '"tcp"', "healthCheck.mode: mode must be http or grpc, got 'tcp'"),
+        ("scheme", '"ftp"', "healthCheck.scheme: scheme must be http or https, got 'ftp'"),
+        ("status", "999", "healthCheck.status: status must be 100 to 599, got 999"),
+        ("port", "70000", "healthCheck.port: port must be 0 to 65535, got 70000"),
+        ("method", '"GE T"', "healthCheck.method: invalid method 'GE T'"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_key(tmp_path, key, value, message):
+    health = f"[http.services.app.loadBalancer.healthCheck]\n{key} = {value}\n"
+    code, output = check(tmp_path, dynamic_for("http://127.0.0.1:9", extra=health))
+    assert code == 1
+    assert f"dynamic.toml: http.services.app.loadBalancer.{message}" in output, output
