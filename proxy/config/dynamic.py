@@ -493,7 +493,7 @@ class ReplacePathRegex(ConfigStruct):
 
 class Retry(ConfigStruct):
     attempts: int = 0
-    initial_interval: Duration = Duration(0.1)
+    initial_interval: Duration = Duration(0.0)  # Traefik v3: unset, retried at once
 
 
 class StripPrefix(ConfigStruct):

@@ -67,7 +67,10 @@ class Exchange:
         "pending_limit",
         "pending_size",
         "raw_query",
+        "reached_backend",
         "replaced",
+        "replay",
+        "replay_room",
         "request_done",
         "response_close_delimited",
         "response_state",
@@ -114,6 +117,11 @@ class Exchange:
         self.pending: list[bytes] | None = None
         self.pending_size = 0
         self.retried = False
+        # Body bytes kept to send again (retry), ``replay_room`` more at most;
+        # None: not kept, or past the room.
+        self.replay: list[bytes] | None = None
+        self.replay_room = 0
+        self.reached_backend = False  # the failed try had written to a backend
         # Middlewares (see proxy.middlewares.base)
         self.chain_pos = 0
         self.waiting_body = False
@@ -260,7 +268,31 @@ class Exchange:
             self.waiting_body = False
             run_request(self, self.chain_pos)
 
+    def keep_body(self, room: int) -> None:
+        """Keep the request body (what arrived so far, and the rest) to send it again."""
+        kept = list(self.pending) if self.pending else []
+        self.replay_room = room - self.pending_size
+        self.replay = kept if self.replay_room >= 0 else None
+
+    def rewind_body(self) -> bool:
+        """Queue the kept body for the next try; False when it was not (fully) kept."""
+        replay = self.replay
+        if replay is None:
+            return self.content_length in (None, 0) and not self.chunked
+        self.pending = list(replay)
+        self.pending_size = sum(len(part) for part in replay)
+        if self.pending_size > self.pending_limit:
+            self.conn.pause_reading_for(self.conn.PAUSE_PENDING)
+        return True
+
     def send(self, data: bytes) -> None:
+        replay = self.replay
+        if replay is not None:
+            self.replay_room -= len(data)
+            if self.replay_room >= 0:
+                replay.append(data)
+            else:
+                self.replay = None  # too large to send again: no more tries
         upstream = self.upstream
         if upstream is not None:
             conn = self.conn
@@ -344,6 +376,7 @@ class Exchange:
 
     def upstream_failed(self, error: HttpError, upstream: UpstreamConnection | None) -> None:
         self.upstream = None
+        self.reached_backend = upstream is not None
         if self.route is not None and self.route.chain is not None and upstream_error(self, error):
             return  # a retrying middleware took it over
         self.conn.exchange_failed(self, error)

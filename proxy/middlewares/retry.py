@@ -9,19 +9,19 @@ Between tries Traefik waits as its exponential backoff does (cenkalti/backoff
 with ``initialInterval``, a multiplier of ``2 ** (1 / (attempts - 1))`` so the
 interval at most doubles over the tries, and a randomization factor of 0.5:
 each wait is drawn in ``[0.5, 1.5] x`` the current interval). Without
-``initialInterval`` (or with ``attempts`` < 2), tries follow each other at once.
+``initialInterval`` (Traefik v3 sets no default), or with ``attempts`` < 2,
+tries follow each other at once.
 
-Limits: only requests that can be replayed are retried, as the engine tells
-(``Exchange.replayable()``): an idempotent method and no request body. A POST,
-or any request with a body, is not retried (Traefik retries those too since it
-can re-read the body it buffered). A request that the engine already re-sent
-once on a fresh connection (its pooled connection had gone stale) is not
-retried by this middleware either.
+Requests with a body: as Traefik, any request (a POST too) is tried again when
+the backend could not be reached (nothing of it was written). Its body is
+kept as it streams, up to ``MAX_REPLAY`` bytes (Traefik's retry keeps up to
+2 MiB, ``maxRequestBodyBytes``): a larger body is sent once, never retried.
 
 Differs from Traefik: Traefik stops retrying once the request was written to
-the backend; Turnout also retries a replayable request whose backend dropped
-the connection without answering (safe, since the request is idempotent and has
-no body).
+the backend; Turnout also retries a request whose backend dropped the
+connection without answering, when its method is idempotent (RFC 9110: GET,
+HEAD, OPTIONS, TRACE, PUT, DELETE) and its body, if any, was kept. A POST that
+reached a backend is never sent twice.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import random
 from typing import TYPE_CHECKING
 
 from proxy.config.dynamic import Retry
+from proxy.http.exchange import IDEMPOTENT
 from proxy.middlewares import register
 from proxy.middlewares.base import BuildContext, BuildError, Handler
 from proxy.middlewares.chain import redispatch
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
 
 RANDOMIZATION = 0.5  # cenkalti/backoff's DefaultRandomizationFactor
+MAX_REPLAY = 2 * 1024 * 1024  # Traefik's RetryDefaultMaxRequestBodyBytes
 
 
 class _State:
@@ -71,14 +73,22 @@ class RetryHandler(Handler):
         state.interval = interval * self.multiplier
         return delay
 
+    def on_request(self, ex: Exchange) -> None:
+        if self.attempts >= 2 and (ex.chunked or ex.content_length):
+            ex.keep_body(MAX_REPLAY)
+
     def on_upstream_error(self, ex: Exchange, error: Exception) -> bool:
-        if not ex.replayable():
+        if ex.retried or ex.response_state != 0:
+            return False  # the engine re-sent it already, or the client got bytes
+        if ex.reached_backend and ex.method not in IDEMPOTENT:
             return False
         state = self.states.get(ex)
         if state is None:
             state = self.states[ex] = _State(self.initial)
         if state.tries >= self.attempts:
             return False  # exhausted: the engine answers the failure
+        if not ex.rewind_body():
+            return False  # the body was too large to keep
         state.tries += 1
         delay = self.next_delay(state)
         loop = asyncio.get_running_loop()
