@@ -6,7 +6,7 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from proxy.config.static import EntryPoint as EntryPointConfig
 from proxy.config.static import parse_address
@@ -66,6 +66,8 @@ class EntryPoint:
         self.snapshot = snapshot
         self.connections: set[HttpConnection] = set()
         self.closing = False
+        # The running Instance, for internal services (api@internal, ping@internal).
+        self.runtime: Any = None
         self.server: asyncio.Server | None = None
         self._trust_cache: dict[str, bool] = {}
 

@@ -7,6 +7,7 @@ import gc
 import logging
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from proxy.providers.file import FileProvider
 from proxy.runtime import debug
 from proxy.runtime.aggregator import Aggregator
 from proxy.runtime.entrypoint import Clock, EntryPoint
+from proxy.runtime.internal import with_internal_entrypoint
 from proxy.runtime.snapshot import PoolRegistry, Snapshot
 from proxy.services.healthcheck import HealthChecks
 
@@ -33,10 +35,13 @@ TICK = 0.25
 
 
 def entrypoint_configs(static: StaticConfig) -> dict[str, EntryPointConfig]:
-    """Traefik listens on ':80' as entry point 'http' when none is configured."""
+    """Traefik listens on ':80' as entry point 'http' when none is configured, and
+    on ':8080' as entry point 'traefik' when the API, ping or Prometheus need it."""
     if static.entry_points:
-        return dict(static.entry_points)
-    return {"http": EntryPointConfig(address=":80")}
+        configured = dict(static.entry_points)
+    else:
+        configured = {"http": EntryPointConfig(address=":80")}
+    return with_internal_entrypoint(static, configured)
 
 
 # Traefik waits 2 s; users whose backends come and go every minute want routing
@@ -98,6 +103,9 @@ class Instance:
         self.aggregator: Aggregator | None = None
         self._watchers: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
+        # Set when a graceful stop begins: ping@internal answers terminatingStatusCode.
+        self.terminating = False
+        self.started_at = time.time()
         self._tick_handle: asyncio.TimerHandle | None = None
         self.health: HealthChecks | None = None
 
@@ -191,6 +199,7 @@ class Instance:
                 )
                 return 1
             self.entrypoints[name] = EntryPoint(name, config, self.clock, snapshot)
+            self.entrypoints[name].runtime = self  # what internal services read
         for name, entrypoint in self.entrypoints.items():
             try:
                 await entrypoint.start(loop, reuse_port=self.reuse_port)
@@ -267,6 +276,7 @@ class Instance:
 
     async def _shutdown(self) -> None:
         log.info("stopping: finishing requests in flight")
+        self.terminating = True
         await self._stop_providers()
         if self.health is not None:
             await self.health.close()

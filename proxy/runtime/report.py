@@ -106,7 +106,7 @@ def attach_report_lines(report: CheckReport) -> None:
 
 def fill_counts(report: CheckReport, snapshot: Snapshot) -> None:
     report.warnings.extend(snapshot.warnings)
-    report.routers = len(snapshot.router_configs)
+    report.routers = sum(1 for name in snapshot.router_configs if not name.endswith("@internal"))
     report.services = sum(1 for name in snapshot.service_configs if not name.endswith("@internal"))
     report.middlewares = len(snapshot.middlewares)
 

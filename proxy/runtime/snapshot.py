@@ -36,9 +36,10 @@ from proxy.middlewares import load_all
 from proxy.middlewares.base import BuildContext, Builder, BuildError, Handler
 from proxy.middlewares.chain import CompiledChain
 from proxy.rules import Route, RouterTable, build_table, default_priority
+from proxy.runtime.internal import PROVIDER as INTERNAL_PROVIDER
+from proxy.runtime.internal import default_entrypoints, internal_config, internal_services
 from proxy.services.healthcheck import HealthCheckError, compile_health_check
 from proxy.services.loadbalancer import LoadBalancer, Server
-from proxy.services.whoami import whoami
 
 if TYPE_CHECKING:
     import asyncio
@@ -46,8 +47,6 @@ if TYPE_CHECKING:
 
     from proxy.http.exchange import Exchange
     from proxy.http.resolver import Resolver
-
-INTERNAL_SERVICES: dict[str, Callable[[Exchange], None]] = {"whoami@internal": whoami}
 
 UNSUPPORTED = "is not supported by Turnout yet"
 
@@ -250,7 +249,9 @@ class _Builder:
         for dynamic in self._each():
             self._check_chains(dynamic, middlewares)
 
-        services: dict[str, LoadBalancer | Callable[[Exchange], None]] = dict(INTERNAL_SERVICES)
+        services: dict[str, LoadBalancer | Callable[[Exchange], None]] = dict(
+            internal_services(self.static)
+        )
         timeouts: dict[str, float] = {}
         balancer_keys: dict[str, bytes] = {}
         for dynamic in self._each():
@@ -300,6 +301,7 @@ class _Builder:
         self.middleware_configs = middlewares
 
         routes: dict[str, list[Route]] = {name: [] for name in entrypoints}
+        defaults = default_entrypoints(self.static, entrypoints)
         targets: dict[str, RouteTarget] = {}
         rules: dict[str, str] = {}
         router_configs: dict[str, Router] = {}
@@ -330,7 +332,7 @@ class _Builder:
                         self.issue(
                             f"{path}.entryPoints[{index}]", f"unknown entry point {entrypoint!r}"
                         )
-                on = [e for e in (router.entry_points or entrypoints) if e in routes]
+                on = [e for e in (router.entry_points or defaults) if e in routes]
                 route = Route(qualified, router.rule, router.priority, target)
                 for entrypoint in on:
                     routes[entrypoint].append(route)
@@ -699,6 +701,10 @@ def build_merged(
     None nothing is opened or dialled: that is the dry run (``turnout check``).
     ``previous`` (the live snapshot) lets unchanged balancers and tables carry over.
     """
+    internal = internal_config(static)
+    if internal is not None:
+        # Traefik's internal provider: the routers of api@internal, ping@internal, ...
+        configs = [*configs, ProviderConfig(INTERNAL_PROVIDER, internal, INTERNAL_PROVIDER)]
     builder = _Builder(configs, static, pools, previous)
     snapshot = builder.build(entrypoints)
     return snapshot, builder.issues

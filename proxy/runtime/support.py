@@ -1,7 +1,7 @@
 """What of a static configuration Turnout reads but does not act on yet.
 
 Traefik files carry sections for features Turnout has not built (other
-providers, the API, metrics, TLS...). They decode, so the file loads as it is,
+providers, metrics, TLS...). They decode, so the file loads as it is,
 but ignoring them silently would hide that, say, no Redis routes will ever
 appear: ``turnout run`` and ``turnout check`` print one warning per section.
 """
@@ -34,9 +34,7 @@ def _set_fields(struct: msgspec.Struct) -> list[str]:
 def ignored_static_keys(static: StaticConfig) -> list[str]:
     keys: list[str] = []
     for name in (
-        "api",
         "metrics",
-        "ping",
         "access_log",
         "tracing",
         "host_resolver",

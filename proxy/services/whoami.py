@@ -10,6 +10,8 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING
 
+from proxy.runtime.internal import InternalService
+
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
 
@@ -44,3 +46,6 @@ def whoami(exchange: Exchange) -> None:
         head.append(body)
     exchange.status = 200
     conn.respond(exchange, b"".join(head), close)
+
+
+WHOAMI = InternalService("whoami@internal", whoami)

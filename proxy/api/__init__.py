@@ -1,0 +1,1 @@
+"""Turnout's API, dashboard and ping: internal services answered by Turnout itself."""

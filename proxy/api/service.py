@@ -1,0 +1,449 @@
+"""``api@internal`` and ``dashboard@internal``: Traefik's API and the dashboard page.
+
+Endpoints (GET and HEAD, JSON, Traefik's paths, field names and query
+parameters): ``/api/overview``, ``/api/entrypoints[/NAME]``,
+``/api/http/{routers,services,middlewares}[/NAME]``,
+``/api/tcp/{routers,services,middlewares}[/NAME]``,
+``/api/udp/{routers,services}[/NAME]``, ``/api/rawdata``, ``/api/version``;
+and Turnout's own ``/api/providers`` (each provider's state and its last
+refused update with every error) and ``/api/traffic`` (request counters per
+router from the metrics registry, which the dashboard turns into rates).
+
+Lists take ``search`` (part of the name, or of the rule for routers, any
+case), ``status`` (enabled | warning | disabled), ``serviceName`` and
+``middlewareName`` (routers), ``provider`` (Turnout), ``page`` and ``per_page``
+(default 100; the ``X-Next-Page`` header gives the next page, 1 after the
+last), as Traefik's. An unknown name answers 404 with ``{"message": ...}``.
+
+The objects come from a ``View`` built once per snapshot (``view.py``); a
+response only filters, pages, fills in what moves (server health, requests
+in flight) and encodes the result in one ``msgspec`` call.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote
+
+import msgspec
+
+from proxy import __version__
+from proxy.api.model import (
+    ENCODER,
+    Message,
+    RawData,
+    ServiceInfo,
+    Version,
+)
+from proxy.api.response import TEXT, send, send_prepared, status_line
+from proxy.api.view import View, ViewCache, provider_of
+from proxy.runtime.internal import ENTRYPOINT, MAX_PRIORITY, InternalService, router
+from proxy.services.loadbalancer import LoadBalancer
+
+if TYPE_CHECKING:
+    from proxy.config.dynamic import Router
+    from proxy.config.static import StaticConfig
+    from proxy.http.exchange import Exchange
+
+DEFAULT_PER_PAGE = 100
+UP = "UP"
+DOWN = "DOWN"
+
+_VIEWS = ViewCache()
+
+
+class BadRequest(Exception):
+    pass
+
+
+# -- query parameters -------------------------------------------------------------
+
+
+class Query:
+    """A list request's criteria, as Traefik's ``searchCriterion`` plus ``provider``."""
+
+    __slots__ = ("middleware", "page", "per_page", "provider", "search", "service", "status")
+
+    def __init__(self, raw: str) -> None:
+        values = parse_qs(raw, keep_blank_values=True) if raw else {}
+
+        def first(key: str) -> str:
+            found = values.get(key)
+            return found[0] if found else ""
+
+        self.search = first("search").lower()
+        self.status = first("status").lower()
+        self.service = first("serviceName")
+        self.middleware = first("middlewareName")
+        self.provider = first("provider").lower()
+        self.per_page = _positive(first("per_page"), "per_page", DEFAULT_PER_PAGE)
+        self.page = _positive(first("page"), "page", 1)
+
+    def keep(self, item: Any, *searched: str) -> bool:
+        if self.status and item.status.lower() != self.status:
+            return False
+        if self.provider and item.provider.lower() != self.provider:
+            return False
+        if self.search and not any(self.search in text.lower() for text in searched):
+            return False
+        if self.service and not _same_service(self.service, item):
+            return False
+        return not self.middleware or self.middleware in (getattr(item, "middlewares", ()) or ())
+
+    def page_of(self, items: Sequence[Any]) -> tuple[Sequence[Any], int]:
+        """The requested page and the next page number (1 after the last), or BadRequest."""
+        start = (self.page - 1) * self.per_page
+        if start != 0 and start >= len(items):
+            raise BadRequest(f"invalid request: page: {self.page}, per_page: {self.per_page}")
+        end = min(start + self.per_page, len(items))
+        following = self.page + 1 if self.page * self.per_page < len(items) else 1
+        return items[start:end], following
+
+
+def _positive(raw: str, key: str, default: int) -> int:
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise BadRequest(f"invalid request: {key}: {value}")
+    return value
+
+
+def _same_service(wanted: str, item: Any) -> bool:
+    """Traefik's ``filterService``: a router's service as written, qualified or not."""
+    service = getattr(item, "service", "")
+    if "@" in service:
+        return wanted == service
+    return wanted.partition("@")[0] == service
+
+
+# -- what moves between snapshots ------------------------------------------------------
+
+
+def server_states(balancer: LoadBalancer) -> dict[str, str]:
+    """UP / DOWN per server URL; UP when no health check watches the service."""
+    states = getattr(balancer, "server_states", None)
+    if callable(states):
+        return {url: (UP if up else DOWN) for url, up in states().items()}
+    return {server.url: UP for server in balancer.servers}
+
+
+def in_flight(runtime: Any) -> dict[str, int]:
+    """Requests a service is answering now, counted by walking the connections.
+
+    Counting here, when the API is asked, keeps the request path free of it.
+    """
+    counts: dict[str, int] = {}
+    if runtime is None:
+        return counts
+    for entrypoint in runtime.entrypoints.values():
+        for conn in entrypoint.connections:
+            exchange = conn.active
+            if exchange is None or not exchange.service_called or exchange.route is None:
+                continue
+            service = exchange.route.service
+            if service is not None:
+                counts[service.name] = counts.get(service.name, 0) + 1
+    return counts
+
+
+class _Now:
+    """Per response: server health and in-flight counts, computed once if needed."""
+
+    __slots__ = ("_flight", "runtime", "view")
+
+    def __init__(self, view: View, runtime: Any) -> None:
+        self.view = view
+        self.runtime = runtime
+        self._flight: dict[str, int] | None = None
+
+    def service(self, info: ServiceInfo) -> ServiceInfo:
+        balancer = self.view.balancers.get(info.name)
+        if balancer is None:
+            return info
+        if self._flight is None:
+            self._flight = in_flight(self.runtime)
+        states = server_states(balancer)
+        servers = info.load_balancer.servers if info.load_balancer is not None else ()
+        # Every configured server (weight 0 ones too), as Traefik lists them.
+        status = {server.url: states.get(server.url, UP) for server in servers}
+        return msgspec.structs.replace(
+            info, server_status=status, in_flight_requests=self._flight.get(info.name, 0)
+        )
+
+
+# -- endpoints ----------------------------------------------------------------------------
+
+
+def _json(exchange: Exchange, status: int, value: Any, headers: bytes = b"") -> None:
+    send(exchange, status, ENCODER.encode(value), headers=headers)
+
+
+def _not_found(exchange: Exchange, what: str, name: str) -> None:
+    _json(exchange, 404, Message(f"{what} not found: {name}"))
+
+
+def _listing(
+    exchange: Exchange,
+    items: dict[str, Any],
+    searched: Callable[[Any], tuple[str, ...]],
+    now: Callable[[Any], Any] | None = None,
+) -> None:
+    try:
+        query = Query(exchange.raw_query)
+        kept = [item for item in items.values() if query.keep(item, *searched(item))]
+        page, following = query.page_of(kept)
+    except BadRequest as error:
+        _json(exchange, 400, Message(str(error)))
+        return
+    if now is not None:
+        page = [now(item) for item in page]
+    _json(exchange, 200, page, b"X-Next-Page: %d\r\n" % following)
+
+
+def _name_only(item: Any) -> tuple[str, ...]:
+    return (item.name,)
+
+
+def _rule_and_name(item: Any) -> tuple[str, ...]:
+    return (item.rule, item.name)
+
+
+# kind path -> (View attribute, singular for 404s, searched fields, moving parts)
+_KINDS: dict[str, tuple[str, str, Callable[[Any], tuple[str, ...]], bool]] = {
+    "http/routers": ("routers", "router", _rule_and_name, False),
+    "http/services": ("services", "service", _name_only, True),
+    "http/middlewares": ("middlewares", "middleware", _name_only, False),
+    "tcp/routers": ("tcp_routers", "router", _rule_and_name, False),
+    "tcp/services": ("tcp_services", "service", _name_only, False),
+    "tcp/middlewares": ("tcp_middlewares", "middleware", _name_only, False),
+    "udp/routers": ("udp_routers", "router", _name_only, False),
+    "udp/services": ("udp_services", "service", _name_only, False),
+}
+
+
+def _api(exchange: Exchange, path: str, view: View, runtime: Any) -> None:
+    rest = path[len("/api/") :]
+    if rest == "overview":
+        _json(exchange, 200, view.overview)
+        return
+    if rest == "rawdata":
+        _rawdata(exchange, view, runtime)
+        return
+    if rest == "version":
+        _json(exchange, 200, _version(runtime))
+        return
+    if rest == "providers":
+        _json(exchange, 200, view.providers)
+        return
+    if rest == "traffic":
+        _json(exchange, 200, traffic(runtime))
+        return
+    if rest == "entrypoints":
+        _listing(exchange, view.entrypoints, _name_only)
+        return
+    if rest.startswith("entrypoints/"):
+        name = unquote(rest[len("entrypoints/") :])
+        found = view.entrypoints.get(name)
+        if found is None:
+            _not_found(exchange, "entry point", name)
+        else:
+            _json(exchange, 200, found)
+        return
+    section, _, name = rest.partition("/")
+    kind, _, name = name.partition("/")
+    entry = _KINDS.get(f"{section}/{kind}")
+    if entry is None:
+        _json(exchange, 404, Message(f"not found: {path}"))
+        return
+    attribute, singular, searched, moving = entry
+    items: dict[str, Any] = getattr(view, attribute)
+    now = _Now(view, runtime).service if moving else None
+    if not name and not rest.endswith("/"):
+        _listing(exchange, items, searched, now)
+        return
+    name = unquote(name)
+    found = items.get(name)
+    if found is None:
+        _not_found(exchange, singular, name)
+        return
+    _json(exchange, 200, now(found) if now is not None else found)
+
+
+def _rawdata(exchange: Exchange, view: View, runtime: Any) -> None:
+    now = _Now(view, runtime)
+    _json(
+        exchange,
+        200,
+        RawData(
+            routers=view.routers or None,
+            middlewares=view.middlewares or None,
+            services={name: now.service(info) for name, info in view.services.items()} or None,
+            tcp_routers=view.tcp_routers or None,
+            tcp_middlewares=view.tcp_middlewares or None,
+            tcp_services=view.tcp_services or None,
+            udp_routers=view.udp_routers or None,
+            udp_services=view.udp_services or None,
+        ),
+    )
+
+
+def _version(runtime: Any) -> Version:
+    started = runtime.started_at if runtime is not None else 0.0
+    start = datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat()
+    return Version(Version=__version__, Codename="turnout", startDate=start)
+
+
+class TrafficRouter(msgspec.Struct):
+    requests: int
+    client_errors: int = msgspec.field(name="clientErrors")
+    server_errors: int = msgspec.field(name="serverErrors")
+
+
+class Traffic(msgspec.Struct):
+    available: bool
+    time: float
+    routers: dict[str, TrafficRouter]
+
+
+def traffic(runtime: Any) -> Traffic:
+    """Counters per router since start; the dashboard differences two of them into rates."""
+    import time
+
+    return Traffic(available=False, time=time.time(), routers={})
+
+
+# -- the dashboard's files ------------------------------------------------------------
+
+DASHBOARD_DIR = Path(__file__).with_name("dashboard")
+_TYPES = {
+    ".html": b"text/html; charset=utf-8",
+    ".js": b"text/javascript; charset=utf-8",
+    ".css": b"text/css; charset=utf-8",
+    ".svg": b"image/svg+xml",
+}
+# The page loads nothing from elsewhere, and says so to the browser.
+_SECURITY = (
+    b"Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n"
+    b"Content-Security-Policy: default-src 'self'; img-src 'self' data:\r\n"
+)
+
+
+def _load_assets() -> dict[str, tuple[bytes, bytes]]:
+    """``/dashboard/NAME`` -> (prepared head, body), read once."""
+    assets: dict[str, tuple[bytes, bytes]] = {}
+    if not DASHBOARD_DIR.is_dir():
+        return assets
+    for path in sorted(DASHBOARD_DIR.iterdir()):
+        content_type = _TYPES.get(path.suffix)
+        if content_type is None or not path.is_file():
+            continue
+        head = status_line(200) + b"Content-Type: " + content_type + b"\r\n" + _SECURITY
+        assets[f"/dashboard/{path.name}"] = (head, path.read_bytes())
+    if "/dashboard/index.html" in assets:
+        assets["/dashboard/"] = assets["/dashboard/index.html"]
+    return assets
+
+
+_ASSETS = _load_assets()
+
+
+def _redirect_to_dashboard(exchange: Exchange) -> None:
+    # Behind a router that strips a prefix, X-Forwarded-Prefix keeps the link right.
+    prefix = ""
+    for value in exchange.header("X-Forwarded-Prefix")[:1]:
+        prefix = value.rstrip("/")
+    location = f"{prefix}/dashboard/".encode("latin-1", "replace")
+    send(exchange, 302, b"", TEXT, b"Location: " + location + b"\r\n")
+
+
+def _dashboard(exchange: Exchange, path: str) -> bool:
+    """Serve a dashboard path; False when ``path`` is not one."""
+    if path in ("/dashboard", "/"):
+        _redirect_to_dashboard(exchange)
+        return True
+    asset = _ASSETS.get(path)
+    if asset is not None:
+        send_prepared(exchange, 200, asset[0], asset[1])
+        return True
+    if path.startswith("/dashboard/"):
+        send(exchange, 404, b"404 page not found\n", TEXT)
+        return True
+    return False
+
+
+# -- the services --------------------------------------------------------------------------
+
+
+def _allowed(exchange: Exchange) -> bool:
+    if exchange.method in ("GET", "HEAD"):
+        return True
+    _json(exchange, 405, Message("method not allowed"), b"Allow: GET, HEAD\r\n")
+    return False
+
+
+def api(exchange: Exchange) -> None:
+    """``api@internal``: the API, and the dashboard when ``api.dashboard`` (default true)."""
+    path = exchange.path
+    if not _allowed(exchange):
+        return
+    runtime = exchange.conn.entrypoint.runtime
+    if path.startswith("/api/"):
+        if runtime is None:
+            _json(exchange, 503, Message("the API is not running"))
+            return
+        entrypoints = {name: e.config for name, e in runtime.entrypoints.items()}
+        view = _VIEWS.get(exchange.snapshot, runtime.aggregator, runtime.static, entrypoints)
+        _api(exchange, path, view, runtime)
+        return
+    dashboard_on = runtime is None or runtime.static.api is None or runtime.static.api.dashboard
+    if dashboard_on and _dashboard(exchange, path):
+        return
+    _json(exchange, 404, Message(f"not found: {path}"))
+
+
+def dashboard(exchange: Exchange) -> None:
+    """``dashboard@internal``: the page, and ``/`` redirected to it (Traefik's insecure mode)."""
+    if not _allowed(exchange):
+        return
+    if not _dashboard(exchange, exchange.path):
+        send(exchange, 404, b"404 page not found\n", TEXT)
+
+
+# -- registration ----------------------------------------------------------------------------
+
+
+def _api_enabled(static: StaticConfig) -> bool:
+    return static.api is not None
+
+
+def _dashboard_enabled(static: StaticConfig) -> bool:
+    return static.api is not None and static.api.dashboard
+
+
+def _insecure(static: StaticConfig) -> bool:
+    return static.api is not None and static.api.insecure
+
+
+def _api_routers(static: StaticConfig) -> dict[str, Router]:
+    """Traefik's routers for ``api.insecure``: /api and, with the dashboard, everything else."""
+    if not _insecure(static):
+        return {}
+    routers = {"api": router("PathPrefix(`/api`)", "api@internal", ENTRYPOINT, MAX_PRIORITY - 1)}
+    if _dashboard_enabled(static):
+        routers["dashboard"] = router(
+            "PathPrefix(`/`)", "dashboard@internal", ENTRYPOINT, MAX_PRIORITY - 2
+        )
+    return routers
+
+
+API = InternalService("api@internal", api, _api_enabled, _api_routers, _insecure)
+DASHBOARD = InternalService("dashboard@internal", dashboard, _dashboard_enabled)
+
+__all__ = ["API", "DASHBOARD", "api", "dashboard", "provider_of", "traffic"]
