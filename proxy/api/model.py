@@ -46,6 +46,8 @@ class ServiceInfo(Service, omit_defaults=True):
     name: str = ""
     provider: str = ""
     type: str = ""
+    # Turnout: why each DOWN server is DOWN (the last failed health check).
+    server_reasons: dict[str, str] | None = None
     # Turnout: requests being answered by this service right now.
     in_flight_requests: int | None = None
 

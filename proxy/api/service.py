@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 
 DEFAULT_PER_PAGE = 100
 UP = "UP"
-DOWN = "DOWN"
 
 _VIEWS = ViewCache()
 
@@ -126,12 +125,12 @@ def _same_service(wanted: str, item: Any) -> bool:
 # -- what moves between snapshots ------------------------------------------------------
 
 
-def server_states(balancer: LoadBalancer) -> dict[str, str]:
-    """UP / DOWN per server URL; UP when no health check watches the service."""
-    states = getattr(balancer, "server_states", None)
-    if callable(states):
-        return {url: (UP if up else DOWN) for url, up in states().items()}
-    return {server.url: UP for server in balancer.servers}
+def server_states(balancer: LoadBalancer) -> tuple[dict[str, str], dict[str, str]]:
+    """UP / DOWN per server URL (UP when no health check watches it), and why each DOWN is."""
+    reasons = {
+        server.url: server.reason for server in balancer.members if not server.up and server.reason
+    }
+    return balancer.server_states(), reasons
 
 
 def in_flight(runtime: Any) -> dict[str, int]:
@@ -169,12 +168,15 @@ class _Now:
             return info
         if self._flight is None:
             self._flight = in_flight(self.runtime)
-        states = server_states(balancer)
+        states, reasons = server_states(balancer)
         servers = info.load_balancer.servers if info.load_balancer is not None else ()
         # Every configured server (weight 0 ones too), as Traefik lists them.
         status = {server.url: states.get(server.url, UP) for server in servers}
         return msgspec.structs.replace(
-            info, server_status=status, in_flight_requests=self._flight.get(info.name, 0)
+            info,
+            server_status=status,
+            server_reasons=reasons or None,
+            in_flight_requests=self._flight.get(info.name, 0),
         )
 
 

@@ -333,3 +333,25 @@ def test_api_routed_by_a_user_router_without_insecure(turnout) -> None:
     # No traefik entry point is created without api.insecure.
     _, body, _ = 0, json.loads(get(proxy.port, "/api/entrypoints").body), None
     assert names(body) == ["web"]
+
+
+def test_a_server_failing_its_health_check_is_down(turnout, backend) -> None:
+    alive = backend()
+    dead = "http://127.0.0.1:9"  # nothing listens on the discard port here
+    dynamic = (
+        '[http.routers.app]\nrule = "PathPrefix(`/`)"\nservice = "app"\n'
+        "[http.services.app.loadBalancer.healthCheck]\n"
+        'path = "/health"\ninterval = "100ms"\ntimeout = "1s"\n'
+        f'[[http.services.app.loadBalancer.servers]]\nurl = "{alive.url}"\n'
+        f'[[http.services.app.loadBalancer.servers]]\nurl = "{dead}"\n'
+    )
+    proxy = turnout(dynamic, entrypoints=("web", "traefik"), static_extra=API)
+
+    def states() -> dict[str, str]:
+        return api(proxy, "/api/http/services/app@file")[1]["serverStatus"]
+
+    assert wait_until(lambda: states()[dead] == "DOWN", 10), states()
+    _, body, _ = api(proxy, "/api/http/services/app@file")
+    assert body["serverStatus"] == {alive.url: "UP", dead: "DOWN"}
+    assert set(body["serverReasons"]) == {dead}
+    assert body["serverReasons"][dead]  # says why
