@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from proxy.http.upstream import ServerPool, UpstreamConnection
     from proxy.middlewares.base import BodyFilter, ResponseHead
     from proxy.runtime.snapshot import RouteTarget, Snapshot
+    from proxy.services.healthcheck import PassiveHealthCheck
+    from proxy.services.loadbalancer import Server
 
 # Characters a rewritten path keeps unescaped (RFC 3986 pchar and "/").
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
@@ -84,6 +86,7 @@ class Exchange:
         "upstream",
         "version",
         "waiting_body",
+        "watched",
         "xforwarded",
     )
 
@@ -122,6 +125,8 @@ class Exchange:
         self.replay: list[bytes] | None = None
         self.replay_room = 0
         self.reached_backend = False  # the failed try had written to a backend
+        # (passive health check, server) when the service watches its servers' answers.
+        self.watched: tuple[PassiveHealthCheck, Server] | None = None
         # Middlewares (see proxy.middlewares.base)
         self.chain_pos = 0
         self.waiting_body = False
@@ -377,6 +382,8 @@ class Exchange:
     def upstream_failed(self, error: HttpError, upstream: UpstreamConnection | None) -> None:
         self.upstream = None
         self.reached_backend = upstream is not None
+        if self.watched is not None:
+            self.watched[0].failed(self.watched[1])
         if self.route is not None and self.route.chain is not None and upstream_error(self, error):
             return  # a retrying middleware took it over
         self.conn.exchange_failed(self, error)
@@ -393,6 +400,8 @@ class Exchange:
         """
         conn = self.conn
         self.response_state = 1
+        if self.watched is not None:
+            self.watched[0].answered(self.watched[1], status)
         content_length = upstream.content_length
         route = self.route
         head = None

@@ -38,7 +38,7 @@ from proxy.middlewares.chain import CompiledChain
 from proxy.rules import Route, RouterTable, build_table, default_priority
 from proxy.runtime.internal import PROVIDER as INTERNAL_PROVIDER
 from proxy.runtime.internal import default_entrypoints, internal_config, internal_services
-from proxy.services.healthcheck import HealthCheckError, compile_health_check
+from proxy.services.healthcheck import HealthCheckError, compile_health_check, compile_passive
 from proxy.services.loadbalancer import LoadBalancer, Server
 
 if TYPE_CHECKING:
@@ -564,10 +564,17 @@ class _Builder:
             except HealthCheckError as error:
                 self.issue(f"{path}.healthCheck.{error.key}", str(error))
                 ok = False
+        passive = None
+        if config.passive_health_check is not None:
+            try:
+                passive = compile_passive(config.passive_health_check, health is not None)
+            except HealthCheckError as error:
+                self.issue(f"{path}.passiveHealthCheck.{error.key}", str(error))
+                ok = False
         if not ok:
             return None
         balancer = LoadBalancer(
-            qualify(name, self.provider), servers, config.pass_host_header, health
+            qualify(name, self.provider), servers, config.pass_host_header, health, passive
         )
         key = msgspec.json.encode((config, transport), enc_hook=float)
         return balancer, float(transport.forwarding_timeouts.response_header_timeout), key
@@ -622,10 +629,7 @@ class _Builder:
             balancer = service.load_balancer
             if balancer is None:
                 continue
-            for key, value in (
-                ("sticky", balancer.sticky),
-                ("passiveHealthCheck", balancer.passive_health_check),
-            ):
+            for key, value in (("sticky", balancer.sticky),):
                 if value is not None:
                     self.issue(f"{path}.loadBalancer.{key}", f"{key} {UNSUPPORTED}")
             if balancer.strategy.lower() not in ("", "wrr"):

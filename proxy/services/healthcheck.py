@@ -22,6 +22,12 @@ replaced when set, ``method`` (GET), ``hostname`` as the Host header and
 when ``status`` is 0; redirects are followed (up to 10, as Go's client)
 unless ``followRedirects`` is false. Each probe opens its own connection and
 closes it; only the response head is read.
+
+``passiveHealthCheck`` (Traefik v3.5+) watches the answers of real requests
+instead: ``maxFailedAttempts`` failures (no answer from the server, or a
+status of 500 or more) within ``failureWindow`` take a server DOWN; an
+answer under 500 forgets its failures. Without an active check the server
+comes back UP one ``failureWindow`` later; with one, the probes bring it back.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
@@ -40,7 +48,7 @@ from proxy.middlewares.subrequest import SubrequestError, parse_target, send
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from proxy.config.dynamic import ServerHealthCheck
+    from proxy.config.dynamic import PassiveServerHealthCheck, ServerHealthCheck
     from proxy.config.static import ServersTransport
     from proxy.http.resolver import Resolver
     from proxy.services.loadbalancer import LoadBalancer, Server
@@ -219,6 +227,65 @@ async def probe(
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
+class PassiveHealthCheck:
+    """Failures of real requests per server, for one load balancer (built per snapshot)."""
+
+    __slots__ = ("active", "balancer", "failures", "max_failed_attempts", "recoveries", "window")
+
+    def __init__(self, window: float, max_failed_attempts: int, active: bool) -> None:
+        self.window = window
+        self.max_failed_attempts = max_failed_attempts
+        self.active = active  # an active check brings DOWN servers back
+        self.balancer: LoadBalancer | None = None  # set by the LoadBalancer it watches
+        self.failures: dict[Server, deque[float]] = {}
+        self.recoveries: dict[Server, asyncio.TimerHandle] = {}
+
+    def answered(self, server: Server, status: int) -> None:
+        if status >= 500:
+            self.failed(server)
+        elif server in self.failures:
+            del self.failures[server]
+
+    def failed(self, server: Server) -> None:
+        now = time.monotonic()
+        times = self.failures.get(server)
+        if times is None:
+            times = self.failures[server] = deque()
+        times.append(now)
+        while times[0] <= now - self.window:
+            times.popleft()
+        if len(times) < self.max_failed_attempts or server in self.recoveries:
+            return
+        assert self.balancer is not None
+        count = len(times)
+        self.balancer.set_status(
+            server,
+            False,
+            f"{count} failed request{'' if count == 1 else 's'} within {self.window:g} s",
+        )
+        if not self.active:
+            self.recoveries[server] = asyncio.get_running_loop().call_later(
+                self.window, self._recover, server
+            )
+
+    def _recover(self, server: Server) -> None:
+        del self.recoveries[server]
+        self.failures.pop(server, None)
+        assert self.balancer is not None
+        self.balancer.set_status(server, True)
+
+
+def compile_passive(config: PassiveServerHealthCheck, active: bool) -> PassiveHealthCheck:
+    window = float(config.failure_window)
+    if window <= 0:
+        raise HealthCheckError(f"must be positive, got {window:g} s", "failureWindow")
+    if config.max_failed_attempts < 1:
+        raise HealthCheckError(
+            f"must be at least 1, got {config.max_failed_attempts}", "maxFailedAttempts"
+        )
+    return PassiveHealthCheck(window, config.max_failed_attempts, active)
+
+
 class HealthChecker:
     """The task that probes one load balancer's servers and sets their states."""
 
@@ -241,25 +308,30 @@ class HealthChecker:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         spec = self.spec
+        # When each server was last probed (the start counts as a probe): an UP
+        # server is due one interval later, a DOWN one one unhealthyInterval later.
+        # The state is read afresh at each wake-up, and the sleep is capped at
+        # unhealthyInterval, so a server the passive check took DOWN meanwhile is
+        # probed on the DOWN schedule.
         start = loop.time()
-        # A server carried over DOWN from the previous configuration stays on the
-        # unhealthy schedule; every other one is first probed one interval from now.
-        due: dict[Server, float] = {
-            server: start + (spec.interval if server.up else spec.unhealthy_interval)
-            for server in self.balancer.members
-        }
+        last: dict[Server, float] = dict.fromkeys(self.balancer.members, start)
+
+        def due(server: Server) -> float:
+            return last[server] + (spec.interval if server.up else spec.unhealthy_interval)
+
         while True:
-            await asyncio.sleep(max(0.0, min(due.values()) - loop.time()))
             now = loop.time()
-            batch = [server for server, at in due.items() if at <= now]
+            wait = min(min(due(server) for server in last) - now, spec.unhealthy_interval)
+            await asyncio.sleep(max(0.0, wait))
+            now = loop.time()
+            batch = [server for server in last if due(server) <= now]
             # Probed together: a server that does not answer must not delay the others.
             results = await asyncio.gather(*(self._check(server) for server in batch))
             for server, reason in zip(batch, results, strict=True):
-                up = reason is None
-                if not up and not server.up:
+                if reason is not None and not server.up:
                     log.debug("server %s: still DOWN: %s", server.url, reason)
-                self.balancer.set_status(server, up, reason or "")
-                due[server] = loop.time() + (spec.interval if up else spec.unhealthy_interval)
+                self.balancer.set_status(server, reason is None, reason or "")
+                last[server] = loop.time()
 
     async def _check(self, server: Server) -> str | None:
         context = None

@@ -22,7 +22,7 @@ from proxy.http.exchange import forward_head
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
     from proxy.http.upstream import ServerPool
-    from proxy.services.healthcheck import HealthCheckSpec
+    from proxy.services.healthcheck import HealthCheckSpec, PassiveHealthCheck
 
 log = logging.getLogger("turnout.health")
 
@@ -53,6 +53,7 @@ class LoadBalancer:
         "members",
         "name",
         "pass_host_header",
+        "passive",
         "servers",
     )
 
@@ -62,12 +63,16 @@ class LoadBalancer:
         servers: list[Server],
         pass_host_header: bool,
         health: HealthCheckSpec | None = None,
+        passive: PassiveHealthCheck | None = None,
     ) -> None:
         self.name = name
         # Every configured server, in configuration order (what the API shows).
         self.members = servers
         self.pass_host_header = pass_host_header
         self.health = health  # None: no active health check
+        self.passive = passive  # None: the answers of servers are not watched
+        if passive is not None:
+            passive.balancer = self
         self.servers: list[Server] = []  # the rotation: UP servers of weight > 0
         self._current: list[int] = []
         self._total = 0
@@ -129,5 +134,7 @@ class LoadBalancer:
         if server is None:
             exchange.conn.exchange_failed(exchange, ServiceUnavailable("no available server"))
             return
+        if self.passive is not None:
+            exchange.watched = (self.passive, server)
         head = forward_head(exchange, server.host_header, self.pass_host_header)
         exchange.forward(server.pool, head)

@@ -224,3 +224,88 @@ def test_bad_values_are_refused_naming_the_key(tmp_path, key, value, message):
     code, output = check(tmp_path, dynamic_for("http://127.0.0.1:9", extra=health))
     assert code == 1
     assert f"dynamic.toml: http.services.app.loadBalancer.{message}" in output, output
+
+
+def flaky(name: str, failing: set[str]):
+    """A responder that answers 500 while its name is in ``failing``, else 200 NAME."""
+
+    def respond(received):
+        if name in failing:
+            return b"HTTP/1.1 500 Oops\r\nContent-Length: 4\r\n\r\noops"
+        return ok_response(name.encode())
+
+    return respond
+
+
+def bodies(port: int, count: int) -> list[str]:
+    return [get(port).body.decode() for _ in range(count)]
+
+
+def test_passive_check_takes_a_failing_server_out_for_the_failure_window(backend, turnout):
+    failing = {"a"}
+    a, b = backend(responder=flaky("a", failing)), backend(responder=flaky("b", failing))
+    passive = (
+        "[http.services.app.loadBalancer.passiveHealthCheck]\n"
+        'failureWindow = "1s"\nmaxFailedAttempts = 2\n'
+    )
+    proxy = turnout(dynamic_for(a.url, b.url, extra=passive))
+    # Round-robin: a answers 500 twice (the client sees both), then it is DOWN.
+    assert bodies(proxy.port, 4) == ["oops", "b", "oops", "b"]
+    down = f"server {a.url} of service app@file is DOWN: 2 failed requests within 1 s"
+    assert down in proxy.stderr()
+    assert bodies(proxy.port, 4) == ["b"] * 4
+    failing.clear()
+    assert wait_until(lambda: f"server {a.url} of service app@file is UP" in proxy.stderr(), 3.0)
+    assert sorted(bodies(proxy.port, 4)) == ["a", "a", "b", "b"]
+
+
+def test_passive_check_forgets_failures_after_a_good_answer(backend, turnout):
+    failing: set[str] = set()
+    a = backend(responder=flaky("a", failing))
+    passive = "[http.services.app.loadBalancer.passiveHealthCheck]\nmaxFailedAttempts = 2\n"
+    proxy = turnout(dynamic_for(a.url, extra=passive))
+    for _ in range(3):
+        failing.add("a")
+        assert bodies(proxy.port, 1) == ["oops"]
+        failing.clear()
+        assert bodies(proxy.port, 1) == ["a"]
+    assert "is DOWN" not in proxy.stderr()
+
+
+def test_passive_check_counts_unreachable_servers_and_active_check_brings_them_back(
+    processes, turnout
+):
+    a, b = processes("a"), processes("b")
+    both = (
+        "[http.services.app.loadBalancer.passiveHealthCheck]\n"
+        'failureWindow = "30s"\nmaxFailedAttempts = 1\n'
+        "[http.services.app.loadBalancer.healthCheck]\n"
+        'path = "/h"\ninterval = "60s"\nunhealthyInterval = "300ms"\ntimeout = "500ms"\n'
+    )
+    proxy = turnout(dynamic_for(a.url, b.url, extra=both))
+    a.kill()
+    statuses = answered_by(proxy.port, 2)
+    assert sorted(statuses) == ["502", "b"]  # one request reached the dead server
+    assert f"server {a.url} of service app@file is DOWN: 1 failed request within 30 s" in (
+        proxy.stderr()
+    )
+    assert answered_by(proxy.port, 3) == ["b"] * 3
+    processes("a", port=a.port)
+    # Not after the 30 s window, nor the 60 s interval: the active check probes a
+    # server the passive check took DOWN on the unhealthyInterval schedule.
+    assert wait_until(lambda: "is UP" in proxy.stderr(), 3.0)
+    assert sorted(answered_by(proxy.port, 4)) == ["a", "a", "b", "b"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("failureWindow", '"0s"', "failureWindow: must be positive, got 0 s"),
+        ("maxFailedAttempts", "0", "maxFailedAttempts: must be at least 1, got 0"),
+    ],
+)
+def test_bad_passive_values_are_refused(tmp_path, key, value, message):
+    passive = f"[http.services.app.loadBalancer.passiveHealthCheck]\n{key} = {value}\n"
+    code, output = check(tmp_path, dynamic_for("http://127.0.0.1:9", extra=passive))
+    assert code == 1
+    assert f"http.services.app.loadBalancer.passiveHealthCheck.{message}" in output, output
