@@ -19,7 +19,10 @@ through ``set_header``/``remove_header``), and returns one of:
 - ``PENDING``: the handler works asynchronously (an auth subrequest, a shared
   rate limit) and later calls ``resume(ex)`` or ``answer(ex, Answer)``;
 - ``AFTER_BODY``: run the rest of the chain once the whole request body has
-  arrived (buffering).
+  arrived (buffering);
+- ``BODY_FIRST``: call this handler's ``on_request`` again once the whole
+  request body has arrived (forwardAuth's ``forwardBody``); the body is in
+  ``ex.pending`` then, as the engine holds it for the service.
 
 ``on_response(ex, head)`` runs in reverse chain order when the response head is
 known; it may change the status and headers, or install a ``BodyFilter``
@@ -74,6 +77,7 @@ class Pending:
 
 PENDING = Pending("PENDING")
 AFTER_BODY = Pending("AFTER_BODY")
+BODY_FIRST = Pending("BODY_FIRST")
 
 
 class Answer:

@@ -69,6 +69,14 @@ def payload_size(ex: Exchange) -> int:
     return ex.pending_size
 
 
+def payload(ex: Exchange) -> bytes:
+    """The body bytes held so far, without the chunk framing."""
+    pending = ex.pending
+    if not pending:
+        return b""
+    return b"".join(pending[1::3] if ex.chunked else pending)
+
+
 class BufferingHandler(Handler):
     __slots__ = ("max_request", "max_response", "mem_request")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from proxy.http.errors import HttpError, reason
-from proxy.middlewares.base import AFTER_BODY, PENDING, Answer, Handler, ResponseHead
+from proxy.middlewares.base import AFTER_BODY, BODY_FIRST, PENDING, Answer, Handler, ResponseHead
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
@@ -52,6 +52,10 @@ def run_request(ex: Exchange, start: int = 0) -> None:
         if verdict is AFTER_BODY:
             if ex.request_done:
                 continue
+            ex.waiting_body = True
+            return
+        if verdict is BODY_FIRST:
+            ex.chain_pos = index  # this handler again, with the body
             ex.waiting_body = True
             return
         assert isinstance(verdict, Answer)

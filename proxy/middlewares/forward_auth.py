@@ -13,19 +13,35 @@ cookies of the answer that are set on the final response, replacing the
 service's cookies of the same name. Any other answer goes back to the client
 as is (status, headers, body), a relative Location made absolute against the
 auth server unless ``preserveLocationHeader``. An unreachable auth server is a
-500, as in Traefik.
+500, as in Traefik; an answer body over ``maxResponseBodySize`` a 401.
+
+``forwardBody`` sends the request body to the auth server too: the request
+waits for its whole body (held in memory, as Traefik reads it), which then
+goes to the service as well. A body over ``maxBodySize`` (-1, the default: no
+limit) is refused with 401 before the auth server is asked, as Traefik does.
+
+``tls`` configures the connection to an https auth server: ``ca`` (a PEM
+file; the system's trust store otherwise), ``cert`` and ``key`` (a client
+certificate), ``insecureSkipVerify``; ``caOptional`` is accepted and, as in
+Traefik where it is deprecated, changes nothing.
+
+``headerField`` names the auth answer's header that holds the user: Traefik
+puts it in its access log, which Turnout does not write yet, so it is
+accepted and changes nothing else.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
-from proxy.config.dynamic import ForwardAuth
+from proxy.config.dynamic import ClientTLSWithCAOptional, ForwardAuth
 from proxy.middlewares import register
 from proxy.middlewares.base import (
+    BODY_FIRST,
     PENDING,
     Answer,
     BuildContext,
@@ -34,7 +50,8 @@ from proxy.middlewares.base import (
     Pending,
     ResponseHead,
 )
-from proxy.middlewares.chain import answer, resume
+from proxy.middlewares.buffering import POLL, payload, payload_size
+from proxy.middlewares.chain import answer, answer_from, resume
 from proxy.middlewares.subrequest import (
     NOT_COPIED,
     SubrequestError,
@@ -67,9 +84,12 @@ def cookie_name(set_cookie: str) -> str:
 
 class ForwardAuthHandler(Handler):
     __slots__ = (
+        "context",
         "cookie_names",
         "cookies",
+        "forward_body",
         "max_body",
+        "max_request_body",
         "preserve_location",
         "preserve_method",
         "request_headers",
@@ -80,9 +100,14 @@ class ForwardAuthHandler(Handler):
         "trust",
     )
 
-    def __init__(self, name: str, config: ForwardAuth, target: Target) -> None:
+    def __init__(
+        self, name: str, config: ForwardAuth, target: Target, context: ssl.SSLContext | None
+    ) -> None:
         super().__init__(name)
         self.target = target
+        self.context = context
+        self.forward_body = config.forward_body
+        self.max_request_body = config.max_body_size  # < 0: no limit
         self.trust = config.trust_forward_header
         self.request_headers = frozenset(h.lower() for h in config.auth_request_headers)
         self.response_headers = [canonical(h) for h in config.auth_response_headers]
@@ -132,14 +157,44 @@ class ForwardAuthHandler(Handler):
         headers.append(("X-Forwarded-Uri", uri))
         return headers
 
-    def on_request(self, ex: Exchange) -> Pending:
+    def on_request(self, ex: Exchange) -> Answer | Pending:
+        body = b""
+        if self.forward_body and (ex.chunked or ex.content_length):
+            limit = self.max_request_body
+            if not ex.request_done:
+                if limit >= 0 and ex.content_length is not None and ex.content_length > limit:
+                    return Answer(401)  # Traefik: errBodyTooLarge
+                # Hold the whole body (the engine pauses the client past pending_limit).
+                if ex.content_length is not None:
+                    ex.pending_limit = max(ex.pending_limit, ex.content_length + 1)
+                else:
+                    # Chunk framing is held too; a limit is watched while the body arrives.
+                    ex.pending_limit = 1 << 62
+                    if limit >= 0:
+                        asyncio.get_running_loop().call_later(POLL, self._watch, ex)
+                return BODY_FIRST
+            body = payload(ex)
+            if 0 <= limit < len(body):
+                return Answer(401)
         method = ex.method if self.preserve_method else "GET"
-        task = asyncio.ensure_future(self._ask(ex, method, self.auth_headers(ex)))
+        task = asyncio.ensure_future(self._ask(ex, method, self.auth_headers(ex), body))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return PENDING
 
-    async def _ask(self, ex: Exchange, method: str, headers: list[tuple[str, str]]) -> None:
+    def _watch(self, ex: Exchange) -> None:
+        """A chunked body under ``maxBodySize``: refused as soon as it passes it."""
+        if ex.finished or ex.conn.transport is None or ex.request_done or ex.response_state:
+            return
+        if payload_size(ex) > self.max_request_body:
+            ex.waiting_body = False
+            answer_from(ex, self, Answer(401))
+            return
+        asyncio.get_running_loop().call_later(POLL, self._watch, ex)
+
+    async def _ask(
+        self, ex: Exchange, method: str, headers: list[tuple[str, str]], body: bytes
+    ) -> None:
         try:
             reply = await send(
                 self.target,
@@ -148,9 +203,12 @@ class ForwardAuthHandler(Handler):
                 headers,
                 timeout=TIMEOUT,
                 max_body=self.max_body,
+                body=body,
+                context=self.context,
             )
-        except SubrequestError:
-            answer(ex, Answer(500))
+        except SubrequestError as error:
+            # Traefik: an answer body over maxResponseBodySize is a 401, the rest 500.
+            answer(ex, Answer(401 if "response body over" in str(error) else 500))
             return
         if ex.finished:
             return  # the client left meanwhile
@@ -226,12 +284,9 @@ def build(name: str, config: ForwardAuth, context: BuildContext) -> Handler:
         target = parse_target(config.address)
     except ValueError as error:
         raise BuildError(str(error), "address") from None
-    if config.tls is not None:
-        raise BuildError("client TLS options are not supported yet", "tls")
-    if config.forward_body:
-        raise BuildError("forwarding the request body is not supported yet", "forwardBody")
-    if config.header_field:
-        raise BuildError("headerField is not supported yet", "headerField")
+    context = auth_tls(config.tls) if config.tls is not None else None
+    if config.max_body_size < -1:
+        raise BuildError("must be -1 (no limit) or a number of bytes", "maxBodySize")
     if config.auth_response_headers_regex:
         try:
             re.compile(config.auth_response_headers_regex)
@@ -240,4 +295,25 @@ def build(name: str, config: ForwardAuth, context: BuildContext) -> Handler:
     for index, header in enumerate(config.auth_response_headers):
         if not header or any(c in header for c in " :\r\n\t"):
             raise BuildError(f"invalid header name {header!r}", f"authResponseHeaders[{index}]")
-    return ForwardAuthHandler(name, config, target)
+    return ForwardAuthHandler(name, config, target, context)
+
+
+def auth_tls(tls: ClientTLSWithCAOptional) -> ssl.SSLContext:
+    """The client side of TLS to the auth server; a file that does not load names its key."""
+    try:
+        context = ssl.create_default_context(cafile=tls.ca or None)
+    except (OSError, ssl.SSLError) as error:
+        raise BuildError(f"cannot load CA file {tls.ca!r}: {error}", "tls.ca") from None
+    if tls.key and not tls.cert:
+        raise BuildError("a key needs its certificate", "tls.cert")
+    if tls.cert:
+        try:
+            context.load_cert_chain(tls.cert, tls.key or None)
+        except (OSError, ssl.SSLError) as error:
+            raise BuildError(
+                f"cannot load certificate {tls.cert!r} and key {tls.key!r}: {error}", "tls.cert"
+            ) from None
+    if tls.insecure_skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
