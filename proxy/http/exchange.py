@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote_to_bytes
 
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from proxy.runtime.snapshot import RouteTarget, Snapshot
     from proxy.services.healthcheck import PassiveHealthCheck
     from proxy.services.loadbalancer import Server
+
+_clock = time.perf_counter
 
 # Characters a rewritten path keeps unescaped (RFC 3986 pchar and "/").
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
@@ -73,13 +76,17 @@ class Exchange:
         "replaced",
         "replay",
         "replay_room",
+        "request_body_bytes",
         "request_done",
+        "response_bytes",
         "response_close_delimited",
         "response_state",
         "retried",
         "route",
+        "server_url",
         "service_called",
         "snapshot",
+        "started",
         "status",
         "target",
         "upgrade",
@@ -94,6 +101,12 @@ class Exchange:
         self.conn = conn
         self.snapshot = snapshot
         self.client_ip = conn.client_ip
+        # For metrics and the access log: when the first byte arrived, the body
+        # bytes each way, and the server the balancer picked.
+        self.started = _clock()
+        self.request_body_bytes = 0
+        self.response_bytes = 0
+        self.server_url = ""
         # Request head, filled by the parser callbacks
         self.method = ""
         self.method_raw = b""
@@ -255,6 +268,7 @@ class Exchange:
     # -- request body -----------------------------------------------------
 
     def body(self, data: bytes) -> None:
+        self.request_body_bytes += len(data)
         if self.chunked:
             self.send(chunk_size_line(len(data)))
             self.send(data)
@@ -481,11 +495,13 @@ class Exchange:
             if not data:
                 return
         if self.framing == FRAME_CHUNKED:
+            self.response_bytes += len(data)  # body bytes, as Traefik counts them
             conn = self.conn
             conn.write(chunk_size_line(len(data)))
             conn.write(data)
             conn.write(CRLF)
         elif self.framing != FRAME_NONE:
+            self.response_bytes += len(data)
             self.conn.write(data)
 
     def response_finished(self, upstream: UpstreamConnection, reusable: bool) -> None:

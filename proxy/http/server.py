@@ -217,6 +217,12 @@ class HttpConnection(asyncio.Protocol):
         self.transport = None
         self.entrypoint.connections.discard(self)
         self.deadline_kind = D_NONE
+        active = self.active
+        if active is not None and active.response_state == 1:
+            # Cut in the middle of its response: it still counts, with its status.
+            observe = self.entrypoint.observe
+            if observe is not None:
+                observe(active)
         for exchange in (self.active, self.receiving):
             if exchange is not None and exchange.route is not None and exchange.route.chain:
                 finish_chain(exchange, exchange.status if exchange.response_state == 2 else 0)
@@ -697,6 +703,9 @@ class HttpConnection(asyncio.Protocol):
 
     def exchange_done(self, ex: Exchange, close: bool) -> None:
         self.flush()
+        observe = self.entrypoint.observe
+        if observe is not None:
+            observe(ex)  # metrics and the access log: counters and a buffer, no I/O
         if ex.route is not None and ex.route.chain is not None:
             finish_chain(ex, ex.status)
         if ex is not self.active:
@@ -773,6 +782,9 @@ class HttpConnection(asyncio.Protocol):
         self.active = None
         self.deadline_kind = D_NONE
         ex.status = 101
+        observe = self.entrypoint.observe
+        if observe is not None:
+            observe(ex)
         if ex.route is not None and ex.route.chain is not None:
             finish_chain(ex, 101)
         self.write(head)

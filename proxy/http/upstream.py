@@ -391,8 +391,10 @@ class UpstreamConnection(asyncio.Protocol):
         if exchange.framing == FRAME_LENGTH and exchange.held_head is None:
             # The common case inlined: body bytes go on as they are.
             conn = exchange.conn
+            size = len(body)
+            exchange.response_bytes += size
             conn.out.append(body)
-            conn.out_size += len(body)
+            conn.out_size += size
             if conn.out_size > JOIN_LIMIT:
                 conn.flush()
         else:

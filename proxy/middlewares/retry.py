@@ -35,6 +35,7 @@ from proxy.http.exchange import IDEMPOTENT
 from proxy.middlewares import register
 from proxy.middlewares.base import BuildContext, BuildError, Handler
 from proxy.middlewares.chain import redispatch
+from proxy.observability.metrics import REGISTRY
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
@@ -90,6 +91,9 @@ class RetryHandler(Handler):
         if not ex.rewind_body():
             return False  # the body was too large to keep
         state.tries += 1
+        route = ex.route
+        if route is not None and route.stats is not None:
+            REGISTRY.retried(route.stats.service)  # traefik_service_retries_total
         delay = self.next_delay(state)
         loop = asyncio.get_running_loop()
         if delay > 0:

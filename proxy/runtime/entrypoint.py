@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any
 from proxy.config.static import EntryPoint as EntryPointConfig
 from proxy.config.static import parse_address
 from proxy.http.server import HttpConnection
+from proxy.observability.metrics import recorder
 from proxy.tcp.proxy_header import ProxyHeaderReader, TrustedPeers
 
 if TYPE_CHECKING:
+    from proxy.http.exchange import Exchange
     from proxy.runtime.snapshot import Snapshot
 
 
@@ -65,6 +67,11 @@ class EntryPoint:
         self.clock = clock
         self.snapshot = snapshot
         self.connections: set[HttpConnection] = set()
+        # Called with every finished exchange (metrics, access log); None: nothing to do.
+        # Traefik's entryPoints.N.observability.metrics (default true) turns counting off.
+        self.observe: Callable[[Exchange], None] | None = (
+            recorder(name) if config.observability.metrics else None
+        )
         self.closing = False
         # The running Instance, for internal services (api@internal, ping@internal).
         self.runtime: Any = None

@@ -18,6 +18,7 @@ from proxy.config.static import StaticConfig
 from proxy.http.exchange import Exchange
 from proxy.http.resolver import Resolver
 from proxy.middlewares.retired import RetiredHandlers
+from proxy.observability.metrics import REGISTRY
 from proxy.providers import Provider, ProviderUnavailable, configured
 from proxy.providers.file import FileProvider
 from proxy.runtime import debug
@@ -147,6 +148,7 @@ class Instance:
             entrypoint.snapshot = snapshot
         if self.health is not None:
             self.health.follow(snapshot.balancers())
+        REGISTRY.retain(snapshot)
 
     # -- life cycle ---------------------------------------------------------
 
@@ -172,6 +174,9 @@ class Instance:
             on_swap=self._swap,
             throttle=throttle_of(self.static),
         )
+        REGISTRY.entrypoint_objects = self.entrypoints
+        REGISTRY.reloads = self.aggregator.counters
+        REGISTRY.snapshot = lambda: self.snapshot
         for provider in self.providers:
             self.aggregator.register(provider.name, provider.source)
         initial = await self._first_configurations()

@@ -35,6 +35,7 @@ from proxy.http.upstream import ServerPool
 from proxy.middlewares import load_all
 from proxy.middlewares.base import BuildContext, Builder, BuildError, Handler
 from proxy.middlewares.chain import CompiledChain
+from proxy.observability.metrics import REGISTRY, RouteStats
 from proxy.rules import Route, RouterTable, build_table, default_priority
 from proxy.runtime.internal import PROVIDER as INTERNAL_PROVIDER
 from proxy.runtime.internal import default_entrypoints, internal_config, internal_services
@@ -60,6 +61,8 @@ class RouteTarget:
     internal: Callable[[Exchange], None] | None
     response_timeout: float
     chain: CompiledChain | None = None  # None: no middleware, the service is called directly
+    # This router's request counters (proxy/observability/metrics.py); None in dry runs.
+    stats: RouteStats | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +321,7 @@ class _Builder:
                         None,
                         timeouts.get(target.service.name, 0.0),
                         target.chain,
+                        target.stats,
                     )
                 qualified = target.router
                 old_target = previous.routers.get(qualified) if previous is not None else None
@@ -417,9 +421,11 @@ class _Builder:
                 # live) and left out, so that check and explain still show the router.
                 self._flatten(qualify(middleware, self.provider), chain, 0)
         compiled = CompiledChain(tuple(chain)) if chain else None
+        # A dry run (no pools: turnout check, POST /api/check) counts nothing.
+        stats = REGISTRY.route(qualified, service_name) if self.pools is not None else None
         if isinstance(service, LoadBalancer):
-            return RouteTarget(qualified, service, None, 0.0, compiled)
-        return RouteTarget(qualified, None, service, 0.0, compiled)
+            return RouteTarget(qualified, service, None, 0.0, compiled, stats)
+        return RouteTarget(qualified, None, service, 0.0, compiled, stats)
 
     def _flatten(self, qualified: str, into: list[Handler], depth: int) -> bool:
         """Append the handlers a middleware stands for (a chain: its members, in order)."""

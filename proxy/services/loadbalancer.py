@@ -136,5 +136,6 @@ class LoadBalancer:
             return
         if self.passive is not None:
             exchange.watched = (self.passive, server)
+        exchange.server_url = server.url
         head = forward_head(exchange, server.host_header, self.pass_host_header)
         exchange.forward(server.pool, head)

@@ -1,0 +1,74 @@
+"""The registry, driven through Turnout's real client and upstream Protocols in memory."""
+
+from __future__ import annotations
+
+from benchmarks.hotpath import REQUEST, RESPONSE, setup
+from proxy.config.load import decode_dynamic
+from proxy.config.static import StaticConfig
+from proxy.http.resolver import Resolver
+from proxy.observability.metrics import BUCKETS, REGISTRY, Registry
+from proxy.runtime.snapshot import PoolRegistry, build_snapshot
+
+
+def _counts() -> tuple[int, int, int]:
+    routers = REGISTRY.routers().get("bench@file")
+    services = REGISTRY.services().get("app@file")
+    entrypoints = REGISTRY.entrypoints().get("web")
+    return tuple(t.requests if t else 0 for t in (routers, services, entrypoints))  # type: ignore[return-value]
+
+
+def test_each_finished_request_counts_once_per_router_service_and_entry_point() -> None:
+    client, upstream, _, _ = setup()
+    before = _counts()
+    for _ in range(100):
+        client.data_received(REQUEST)
+        upstream.data_received(RESPONSE)
+    after = _counts()
+    assert [a - b for a, b in zip(after, before, strict=True)] == [100, 100, 100]
+    row = next(r for r in REGISTRY.live_rows() if r.router == "bench@file")
+    assert (row.method, row.code, row.protocol, row.served) == ("GET", 200, "http", True)
+    assert row.cell[1] >= 100 * len(b"hello world\n")  # response body bytes
+
+
+def test_unrouted_requests_count_for_the_entry_point_only() -> None:
+    client, _, out, _ = setup()
+    raw = {
+        "http": {
+            "routers": {"only": {"rule": "Host(`only.example`)", "service": "app"}},
+            "services": {"app": {"loadBalancer": {"servers": [{"url": "http://127.0.0.1:1"}]}}},
+        }
+    }
+    snapshot, issues = build_snapshot(
+        decode_dynamic(raw, "test"), StaticConfig(), entrypoints=["web"], pools=_pools()
+    )
+    assert not issues
+    client.entrypoint.snapshot = snapshot
+    before = REGISTRY.entrypoints()["web"].codes.get(404, 0)
+    routers_before = {name: t.requests for name, t in REGISTRY.routers().items()}
+    for _ in range(7):
+        client.data_received(b"GET / HTTP/1.1\r\nHost: elsewhere\r\n\r\n")
+    assert b"404 page not found" in b"".join(out.written)
+    assert REGISTRY.entrypoints()["web"].codes[404] == before + 7
+    after = {name: t.requests for name, t in REGISTRY.routers().items()}
+    assert {n: c for n, c in after.items() if routers_before.get(n, 0) != c} == {}
+
+
+def _pools() -> PoolRegistry:
+    import asyncio
+
+    return PoolRegistry(asyncio.new_event_loop(), Resolver())
+
+
+def test_unknown_methods_share_one_label() -> None:
+    registry = Registry()
+    stats = registry.route("r@file", "s@file")
+    a = registry.new_cell(stats, 1, "web", "BREW", 200)
+    b = registry.new_cell(stats, 1, "web", "WHEN", 200)
+    assert a is b
+    assert list(stats.cells[1]["web"]) == ["EXTENSION_METHOD"]
+
+
+def test_buckets_include_the_prometheus_bounds_exactly() -> None:
+    registry = Registry((0.2, 0.7))
+    assert 0.2 in registry.bounds and 0.7 in registry.bounds
+    assert registry.cell_size == BUCKETS + 2 * (len(registry.bounds) + 1)
