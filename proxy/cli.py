@@ -30,6 +30,7 @@ from proxy.config.load import (
 )
 from proxy.config.static import StaticConfig
 from proxy.observability import logging as turnout_logging
+from proxy.observability.settings import static_issues as observability_issues
 from proxy.runtime.report import CheckReport
 from proxy.runtime.support import static_issues
 
@@ -137,6 +138,14 @@ def main(argv: list[str] | None = None) -> int:
             _print_issues(error)
         return EXIT_CONFIG
     warnings = static_issues(static, name)
+    refused = observability_issues(static, name)
+    if refused:
+        if args.command == "check" and args.json:
+            print(json.dumps(CheckReport(errors=refused).to_dict(), indent=2))
+        else:
+            for issue in refused:
+                print(issue, file=sys.stderr)
+        return EXIT_CONFIG
     if args.command == "check":
         return uvloop.run(_check(static, base, warnings, args))
     for warning in warnings:

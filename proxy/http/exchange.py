@@ -67,6 +67,7 @@ class Exchange:
         "keep_alive",
         "method",
         "method_raw",
+        "original_target",
         "path",
         "pending",
         "pending_limit",
@@ -82,6 +83,7 @@ class Exchange:
         "response_close_delimited",
         "response_state",
         "retried",
+        "retry_attempts",
         "route",
         "server_url",
         "service_called",
@@ -107,6 +109,8 @@ class Exchange:
         self.request_body_bytes = 0
         self.response_bytes = 0
         self.server_url = ""
+        self.original_target: bytes | None = None  # the target before a middleware rewrote it
+        self.retry_attempts = 0  # tries the retry middleware added
         # Request head, filled by the parser callbacks
         self.method = ""
         self.method_raw = b""
@@ -182,6 +186,8 @@ class Exchange:
         if has_ctl(raw_path) or b" " in raw_path or b"#" in raw_path:
             raise ValueError(f"invalid path {raw_path[:64]!r}")
         _, sep, query = self.target.partition(b"?")
+        if self.original_target is None:
+            self.original_target = self.target  # what the access log shows, as Traefik
         self.target = raw_path + sep + query
         self.path = path
 

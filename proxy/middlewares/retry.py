@@ -91,6 +91,7 @@ class RetryHandler(Handler):
         if not ex.rewind_body():
             return False  # the body was too large to keep
         state.tries += 1
+        ex.retry_attempts += 1  # the access log's RetryAttempts
         route = ex.route
         if route is not None and route.stats is not None:
             REGISTRY.retried(route.stats.service)  # traefik_service_retries_total

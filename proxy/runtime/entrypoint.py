@@ -16,6 +16,7 @@ from proxy.tcp.proxy_header import ProxyHeaderReader, TrustedPeers
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
+    from proxy.observability.accesslog import AccessLog
     from proxy.runtime.snapshot import Snapshot
 
 
@@ -36,7 +37,12 @@ class Clock:
 
 class EntryPoint:
     def __init__(
-        self, name: str, config: EntryPointConfig, clock: Clock, snapshot: Snapshot
+        self,
+        name: str,
+        config: EntryPointConfig,
+        clock: Clock,
+        snapshot: Snapshot,
+        access_log: AccessLog | None = None,
     ) -> None:
         self.name = name
         self.config = config
@@ -68,9 +74,14 @@ class EntryPoint:
         self.snapshot = snapshot
         self.connections: set[HttpConnection] = set()
         # Called with every finished exchange (metrics, access log); None: nothing to do.
-        # Traefik's entryPoints.N.observability.metrics (default true) turns counting off.
-        self.observe: Callable[[Exchange], None] | None = (
-            recorder(name) if config.observability.metrics else None
+        # Traefik's entryPoints.N.observability.{metrics,accessLogs} (default true)
+        # turn either off for this entry point.
+        observability = config.observability
+        self.observe = _observer(
+            recorder(name) if observability.metrics else None,
+            access_log.recorder(name)
+            if access_log is not None and observability.access_logs
+            else None,
         )
         self.closing = False
         # The running Instance, for internal services (api@internal, ping@internal).
@@ -132,3 +143,17 @@ class EntryPoint:
     def sweep(self, now: float) -> None:
         for conn in list(self.connections):
             conn.check_deadline(now)
+
+
+def _observer(
+    metrics: Callable[[Exchange], None] | None, access_log: Callable[[Exchange], None] | None
+) -> Callable[[Exchange], None] | None:
+    """One call per finished exchange, whatever is on: the hot path checks one attribute."""
+    if metrics is None or access_log is None:
+        return metrics or access_log
+
+    def both(ex: Exchange) -> None:
+        metrics(ex)
+        access_log(ex)
+
+    return both

@@ -18,7 +18,10 @@ from proxy.config.static import StaticConfig
 from proxy.http.exchange import Exchange
 from proxy.http.resolver import Resolver
 from proxy.middlewares.retired import RetiredHandlers
+from proxy.observability import prometheus
+from proxy.observability.accesslog import AccessLog
 from proxy.observability.metrics import REGISTRY
+from proxy.observability.statsd import StatsdPusher
 from proxy.providers import Provider, ProviderUnavailable, configured
 from proxy.providers.file import FileProvider
 from proxy.runtime import debug
@@ -109,6 +112,8 @@ class Instance:
         self.started_at = time.time()
         self._tick_handle: asyncio.TimerHandle | None = None
         self.health: HealthChecks | None = None
+        self.statsd: StatsdPusher | None = None
+        self.access_log: AccessLog | None = None
 
     # -- configuration ------------------------------------------------------
 
@@ -164,7 +169,7 @@ class Instance:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
-        loop.add_signal_handler(signal.SIGUSR1, debug.dump, self.entrypoints, self.pools)
+        loop.add_signal_handler(signal.SIGUSR1, self._usr1)
         if stop_requested_early():
             self._stop.set()
         self.aggregator = Aggregator(
@@ -174,7 +179,26 @@ class Instance:
             on_swap=self._swap,
             throttle=throttle_of(self.static),
         )
+        metrics = self.static.metrics
+        if metrics is not None and metrics.prometheus is not None:
+            # Before any entry point binds its recorder to the bucket bounds.
+            REGISTRY.set_buckets(metrics.prometheus.buckets)
         REGISTRY.entrypoint_objects = self.entrypoints
+        if metrics is not None and metrics.prometheus is not None:
+            prometheus.EXPOSITION = prometheus.Exposition(metrics.prometheus)
+        if self.static.access_log is not None:
+            access_log = AccessLog(self.static.access_log)
+            try:
+                access_log.open()
+            except OSError as exc:
+                print(
+                    f"{self.static_file}: accessLog.filePath: cannot open "
+                    f"{self.static.access_log.file_path!r}: {exc.strerror or exc}",
+                    file=sys.stderr,
+                )
+                return 1
+            self.access_log = access_log
+            access_log.start(loop)
         REGISTRY.reloads = self.aggregator.counters
         REGISTRY.snapshot = lambda: self.snapshot
         for provider in self.providers:
@@ -203,7 +227,7 @@ class Instance:
                     file=sys.stderr,
                 )
                 return 1
-            self.entrypoints[name] = EntryPoint(name, config, self.clock, snapshot)
+            self.entrypoints[name] = EntryPoint(name, config, self.clock, snapshot, self.access_log)
             self.entrypoints[name].runtime = self  # what internal services read
         for name, entrypoint in self.entrypoints.items():
             try:
@@ -224,11 +248,20 @@ class Instance:
                 log.info("entryPoint %s listening on %s", name, _format_address(host, port))
         count = len(snapshot.routers)
         log.info("configuration loaded: %d router%s", count, "" if count == 1 else "s")
+        if metrics is not None and metrics.stats_d is not None:
+            self.statsd = StatsdPusher(metrics.stats_d, REGISTRY)
+            self.statsd.start(loop)
         self._tick_handle = loop.call_later(TICK, self._tick)
         tune_gc()
         await self._stop.wait()
         await self._shutdown()
         return 0
+
+    def _usr1(self) -> None:
+        """SIGUSR1: reopen the access log (rotation), and print the resource counters."""
+        if self.access_log is not None:
+            self.access_log.reopen()
+        debug.dump(self.entrypoints, self.pools)
 
     def _tick(self) -> None:
         now = self.loop.time()
@@ -304,6 +337,10 @@ class Instance:
         if self._tick_handle is not None:
             self._tick_handle.cancel()
         await self.retired.close_all(self.snapshot, PROVIDER_STOP_TIMEOUT)
+        if self.statsd is not None:
+            self.statsd.close()  # a last push: what the final requests added
+        if self.access_log is not None:
+            self.access_log.close()  # the last lines are written, none lost
         self.pools.close()
         self.resolver.close()
         for entrypoint in self.entrypoints.values():

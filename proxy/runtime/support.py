@@ -34,8 +34,6 @@ def _set_fields(struct: msgspec.Struct) -> list[str]:
 def ignored_static_keys(static: StaticConfig) -> list[str]:
     keys: list[str] = []
     for name in (
-        "metrics",
-        "access_log",
         "tracing",
         "host_resolver",
         "spiffe",
@@ -54,6 +52,15 @@ def ignored_static_keys(static: StaticConfig) -> list[str]:
                 "abort_on_plugin_failure",
             ):
                 keys.append(f"experimental.{encoded}")
+    if static.metrics is not None:
+        # Prometheus and StatsD are built (proxy/observability/); not the others.
+        for exporter in ("datadog", "influx_db2", "otlp"):
+            if getattr(static.metrics, exporter) is not None:
+                keys.append(f"metrics.{_encoded(type(static.metrics), exporter)}")
+    if static.access_log is not None and static.access_log.otlp is not None:
+        keys.append("accessLog.otlp")
+    if static.log.otlp is not None:
+        keys.append("log.otlp")
     if static.certificates_resolvers:
         keys.append("certificatesResolvers")
     for provider in _set_fields(static.providers):

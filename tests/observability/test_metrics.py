@@ -1,6 +1,11 @@
-"""The registry, driven through Turnout's real client and upstream Protocols in memory."""
+"""The registry through Turnout's real client and upstream Protocols, in memory.
+
+Async tests: the resolver the pools use wants a running loop.
+"""
 
 from __future__ import annotations
+
+import asyncio
 
 from benchmarks.hotpath import REQUEST, RESPONSE, setup
 from proxy.config.load import decode_dynamic
@@ -17,7 +22,7 @@ def _counts() -> tuple[int, int, int]:
     return tuple(t.requests if t else 0 for t in (routers, services, entrypoints))  # type: ignore[return-value]
 
 
-def test_each_finished_request_counts_once_per_router_service_and_entry_point() -> None:
+async def test_each_finished_request_counts_once_per_router_service_and_entry_point() -> None:
     client, upstream, _, _ = setup()
     before = _counts()
     for _ in range(100):
@@ -30,7 +35,7 @@ def test_each_finished_request_counts_once_per_router_service_and_entry_point() 
     assert row.cell[1] >= 100 * len(b"hello world\n")  # response body bytes
 
 
-def test_unrouted_requests_count_for_the_entry_point_only() -> None:
+async def test_unrouted_requests_count_for_the_entry_point_only() -> None:
     client, _, out, _ = setup()
     raw = {
         "http": {
@@ -54,9 +59,7 @@ def test_unrouted_requests_count_for_the_entry_point_only() -> None:
 
 
 def _pools() -> PoolRegistry:
-    import asyncio
-
-    return PoolRegistry(asyncio.new_event_loop(), Resolver())
+    return PoolRegistry(asyncio.get_running_loop(), Resolver())
 
 
 def test_unknown_methods_share_one_label() -> None:

@@ -1,0 +1,257 @@
+"""``metrics.prometheus``: the registry in Prometheus' text format, built at scrape time.
+
+A custom prometheus-client ``Collector`` reads the registry's cells when
+``/metrics`` is asked for, so the request path never touches a
+prometheus-client object. Names are Traefik v3's with ``turnout_`` for
+``traefik_``; labels too:
+
+- ``turnout_config_reloads_total``, ``turnout_config_last_reload_success`` and,
+  Turnout only, ``turnout_config_reloads_failure_total`` and
+  ``turnout_config_last_reload_failure`` (Unix seconds; 0 before the first);
+- ``turnout_open_connections{entrypoint,protocol="TCP"}``;
+- ``turnout_{entrypoint,router,service}_requests_total``,
+  ``..._request_duration_seconds`` (histogram, ``buckets``),
+  ``..._requests_bytes_total`` and ``..._responses_bytes_total``, labelled
+  ``code``, ``method``, ``protocol`` and the object (``entrypoint``;
+  ``router`` and ``service``; ``service``), each family present when its
+  ``add*Labels`` option is on (routers off by default, as in Traefik);
+- ``turnout_service_retries_total{service}``, ``turnout_service_server_up{service,url}``;
+- the process collector's ``process_*`` (CPU, memory, descriptors), as
+  Traefik exposes its Go process'.
+
+``traefik_tls_certs_not_after`` has no counterpart: Turnout does not terminate TLS.
+Served by ``prometheus@internal`` (see ``serve``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from proxy.observability.metrics import BUCKETS, REGISTRY, REQUEST_BYTES, RESPONSE_BYTES, Registry
+
+if TYPE_CHECKING:
+    from proxy.config.static import Prometheus as PrometheusConfig
+    from proxy.http.exchange import Exchange
+
+PREFIX = "turnout_"
+
+# (family, its object labels) in Traefik's label order.
+_FAMILIES = {
+    "entrypoint": ("entrypoint",),
+    "router": ("router", "service"),
+    "service": ("service",),
+}
+
+
+class Aggregate:
+    """One label set's sums: count, bytes, and the registry's buckets (counts, then sums)."""
+
+    __slots__ = ("buckets", "count", "request_bytes", "response_bytes")
+
+    def __init__(self, size: int) -> None:
+        self.count = 0
+        self.request_bytes = 0.0
+        self.response_bytes = 0.0
+        self.buckets = [0.0] * size
+
+
+class TurnoutCollector:
+    """Reads the registry at each scrape."""
+
+    def __init__(self, registry: Registry, config: PrometheusConfig) -> None:
+        self.registry = registry
+        self.families = [
+            family
+            for family, enabled in (
+                ("entrypoint", config.add_entry_points_labels),
+                ("router", config.add_routers_labels),
+                ("service", config.add_services_labels),
+            )
+            if enabled
+        ]
+
+    def describe(self) -> list[Metric]:
+        return []  # unchecked collector: families vary with the configuration
+
+    def collect(self) -> Iterator[Metric]:
+        registry = self.registry
+        yield from self._config()
+        connections = GaugeMetricFamily(
+            PREFIX + "open_connections",
+            "How many open connections exist, by entry point and protocol.",
+            labels=["entrypoint", "protocol"],
+        )
+        for entrypoint, count in registry.open_connections().items():
+            connections.add_metric([entrypoint, "TCP"], count)
+        yield connections
+        width = registry.width
+        for family in self.families:
+            sums = self._aggregate(family)
+            yield from self._family(family, sums, width)
+        if "service" in self.families:
+            retries = CounterMetricFamily(
+                PREFIX + "service_retries",
+                "How many request retries happened on a service.",
+                labels=["service"],
+            )
+            for service, count in sorted(registry.retries.items()):
+                retries.add_metric([service], count)
+            yield retries
+            up = GaugeMetricFamily(
+                PREFIX + "service_server_up",
+                "service server is up, described by gauge value of 0 or 1.",
+                labels=["service", "url"],
+            )
+            for service, url, is_up in registry.servers():
+                up.add_metric([service, url], 1 if is_up else 0)
+            yield up
+
+    def _config(self) -> Iterator[Metric]:
+        reloads = self.registry.reloads
+        total = failures = 0
+        success = failure = 0.0
+        if reloads is not None:
+            total, failures = reloads.total, reloads.failures
+            success, failure = reloads.last_success, reloads.last_failure
+        yield CounterMetricFamily(PREFIX + "config_reloads", "Config reloads", value=total)
+        yield CounterMetricFamily(
+            PREFIX + "config_reloads_failure", "Config reloads that were refused", value=failures
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "config_last_reload_success", "Last config reload success", value=success
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "config_last_reload_failure", "Last config reload failure", value=failure
+        )
+
+    def _aggregate(self, family: str) -> dict[tuple[str, ...], Aggregate]:
+        registry = self.registry
+        size = 2 * registry.width
+        sums: dict[tuple[str, ...], Aggregate] = {}
+        rows = registry.rows() if family == "entrypoint" else registry.live_rows()
+        for row in rows:
+            if family == "entrypoint":
+                objects: tuple[str, ...] = (row.entrypoint,)
+            elif not row.router or (family == "service" and not row.served):
+                continue
+            elif family == "router":
+                objects = (row.router, row.service)
+            else:
+                objects = (row.service,)
+            key = (str(row.code), row.method, row.protocol, *objects)
+            aggregate = sums.get(key)
+            if aggregate is None:
+                aggregate = sums[key] = Aggregate(size)
+            cell = row.cell
+            aggregate.count += row.count
+            aggregate.request_bytes += cell[REQUEST_BYTES]
+            aggregate.response_bytes += cell[RESPONSE_BYTES]
+            buckets = aggregate.buckets
+            for index in range(size):
+                buckets[index] += cell[BUCKETS + index]
+        return sums
+
+    def _family(
+        self, family: str, sums: dict[tuple[str, ...], Aggregate], width: int
+    ) -> Iterator[Metric]:
+        labels = ["code", "method", "protocol", *_FAMILIES[family]]
+        where = {"entrypoint": "an entrypoint", "router": "a router"}.get(family, "a service")
+        name = f"{PREFIX}{family}_"
+        total = CounterMetricFamily(
+            name + "requests",
+            f"How many HTTP requests processed on {where}, partitioned by status code, "
+            "protocol, and method.",
+            labels=labels,
+        )
+        duration = HistogramMetricFamily(
+            name + "request_duration_seconds",
+            f"How long it took to process the request on {where}, partitioned by status "
+            "code, protocol, and method.",
+            labels=labels,
+        )
+        request_bytes = CounterMetricFamily(
+            name + "requests_bytes",
+            f"The total size of requests in bytes handled by {where}, partitioned by status "
+            "code, protocol, and method.",
+            labels=labels,
+        )
+        response_bytes = CounterMetricFamily(
+            name + "responses_bytes",
+            f"The total size of responses in bytes handled by {where}, partitioned by status "
+            "code, protocol, and method.",
+            labels=labels,
+        )
+        bounds = self.registry.bounds
+        edges = [bounds.index(b) for b in self.registry.prometheus_buckets]
+        for key, aggregate in sorted(sums.items()):
+            values = list(key)
+            total.add_metric(values, aggregate.count)
+            request_bytes.add_metric(values, aggregate.request_bytes)
+            response_bytes.add_metric(values, aggregate.response_bytes)
+            counts = aggregate.buckets[:width]
+            cumulative = []
+            for bound, edge in zip(self.registry.prometheus_buckets, edges, strict=True):
+                cumulative.append((_float(bound), sum(counts[: edge + 1])))
+            cumulative.append(("+Inf", aggregate.count))
+            duration.add_metric(values, cumulative, sum(aggregate.buckets[width:]))
+        yield total
+        yield duration
+        yield request_bytes
+        yield response_bytes
+
+
+def _float(value: float) -> str:
+    return repr(float(value))
+
+
+class Exposition:
+    """What ``/metrics`` answers: the collector and the process' own figures."""
+
+    def __init__(self, config: PrometheusConfig, registry: Registry = REGISTRY) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(TurnoutCollector(registry, config))  # type: ignore[arg-type]
+        ProcessCollector(registry=self.registry)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+# Set when metrics.prometheus is configured (proxy/runtime/instance.py).
+EXPOSITION: Exposition | None = None
+
+
+def serve(exchange: Exchange) -> None:
+    """``prometheus@internal``: GET /metrics (any path the router sends here), as Traefik."""
+    conn = exchange.conn
+    close = not exchange.keep_alive or conn.closing
+    if EXPOSITION is None:
+        status, body, content_type = 404, b"404 page not found\n", b"text/plain; charset=utf-8"
+    elif exchange.method not in ("GET", "HEAD"):
+        status, body, content_type = 405, b"Method Not Allowed\n", b"text/plain; charset=utf-8"
+    else:
+        status, body, content_type = 200, EXPOSITION.render(), CONTENT_TYPE_LATEST.encode()
+    reason = {200: b"OK", 404: b"Not Found", 405: b"Method Not Allowed"}[status]
+    head = [
+        b"HTTP/1.1 %d %b\r\nContent-Type: %b\r\nContent-Length: %d\r\n"
+        % (status, reason, content_type, len(body))
+    ]
+    if close:
+        head.append(b"Connection: close\r\n")
+    elif exchange.version == "1.0":
+        head.append(b"Connection: keep-alive\r\n")
+    head.append(b"\r\n")
+    if not exchange.is_head:
+        head.append(body)
+    exchange.status = status
+    exchange.response_bytes = 0 if exchange.is_head else len(body)
+    conn.respond(exchange, b"".join(head), close)
