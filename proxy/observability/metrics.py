@@ -148,8 +148,6 @@ class Registry:
         self.entrypoint_objects: dict[str, EntryPoint] = {}
         self.reloads: ReloadCounters | None = None
         self.snapshot: Callable[[], Snapshot | None] = lambda: None
-        # Set by proxy.services.healthcheck once it exists: (service, url) -> up?
-        self.server_up: Callable[[str, str], bool] = lambda service, url: True
         # Route stats of routers gone from the live snapshot, kept one more reload
         # for requests still finishing on the old snapshot, then folded away.
         self._retired: list[RouteStats] = []
@@ -306,8 +304,9 @@ class Registry:
         if snapshot is None:
             return
         for name, service in snapshot.services.items():
-            for server in getattr(service, "servers", ()):
-                yield name, server.url, self.server_up(name, server.url)
+            for server in getattr(service, "members", ()):
+                # Server.up: the health checks' verdict (always up without healthCheck).
+                yield name, server.url, bool(getattr(server, "up", True))
 
     def to_dict(self) -> dict[str, Any]:
         """Totals by kind, JSON-ready (``/api`` and debugging)."""
