@@ -1,7 +1,8 @@
 """Resource counters for leak hunting: ``kill -USR1 <pid>`` prints them.
 
 One JSON line on stderr, prefixed ``turnout-stats``: open file descriptors,
-asyncio tasks, client connections per entry point, upstream connections
+asyncio tasks, client connections per entry point (HTTP and TCP; the TCP ones
+and their splice pipes also on their own), upstream connections
 (open and idle), and resident memory. Tests read it to check that a module of
 traffic left nothing behind; an operator reads it at 3 a.m. for the same reason.
 """
@@ -45,8 +46,16 @@ def stats(entrypoints: dict[str, EntryPoint], pools: PoolRegistry) -> dict[str, 
     for pool in pools.all():
         upstream_open += len(pool.connections)
         upstream_idle += len(pool.idle)
+    from proxy.tcp.front import TcpFront
+    from proxy.tcp.splice import open_pipes
+
+    tcp = sum(
+        1 for e in entrypoints.values() for conn in e.connections if isinstance(conn, TcpFront)
+    )
     return {
         "fds": _open_fds(),
+        "tcp_connections": tcp,
+        "tcp_pipes": open_pipes(),
         "tasks": len(asyncio.all_tasks()),
         "connections": {name: len(e.connections) for name, e in entrypoints.items()},
         "upstream_open": upstream_open,

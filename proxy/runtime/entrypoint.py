@@ -12,10 +12,12 @@ from proxy.config.static import EntryPoint as EntryPointConfig
 from proxy.config.static import parse_address
 from proxy.http.server import HttpConnection
 from proxy.observability.metrics import recorder
+from proxy.tcp.front import TcpFront
 from proxy.tcp.proxy_header import ProxyHeaderReader, TrustedPeers
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
+    from proxy.http.resolver import Resolver
     from proxy.observability.accesslog import AccessLog
     from proxy.runtime.snapshot import Snapshot
 
@@ -51,6 +53,8 @@ class EntryPoint:
         self.read_timeout = float(timeouts.read_timeout)
         self.write_timeout = float(timeouts.write_timeout)
         self.idle_timeout = float(timeouts.idle_timeout)
+        # A relayed TCP connection with no byte either way for this long is closed.
+        self.tcp_idle_timeout = self.idle_timeout
         life_cycle = config.transport.life_cycle
         self.grace_timeout = float(life_cycle.grace_time_out)
         self.accept_grace_timeout = float(life_cycle.request_accept_grace_timeout)
@@ -72,6 +76,7 @@ class EntryPoint:
         self.proxy_protocol = TrustedPeers(pp.insecure, pp.trusted_ips) if pp is not None else None
         self.clock = clock
         self.snapshot = snapshot
+        # HttpConnection and TcpFront objects: both answer shutdown, abort, check_deadline.
         self.connections: set[HttpConnection] = set()
         # Called with every finished exchange (metrics, access log); None: nothing to do.
         # Traefik's entryPoints.N.observability.{metrics,accessLogs} (default true)
@@ -83,6 +88,7 @@ class EntryPoint:
             if access_log is not None and observability.access_logs
             else None,
         )
+        self.resolver: Resolver | None = None  # for TCP backends; set by the instance
         self.closing = False
         # The running Instance, for internal services (api@internal, ping@internal).
         self.runtime: Any = None
@@ -119,13 +125,17 @@ class EntryPoint:
             backlog=4096,
         )
 
-    def protocol(self) -> HttpConnection:
-        """The protocol that serves an accepted connection.
+    def protocol(self) -> HttpConnection | TcpFront:
+        """The protocol that serves an accepted connection: HTTP straight away,
+        unless the live snapshot has TCP routers on this entry point.
 
         It is started with ``connection_made(transport)`` or, after a PROXY
         header, with ``accept(transport, client_address)`` (proxy/tcp/proxy_header.py).
         """
-        return HttpConnection(self)
+        entry = self.snapshot.tcp.entries.get(self.name)
+        if entry is None:
+            return HttpConnection(self)
+        return TcpFront(self, entry)
 
     def _proxy_header_reader(self) -> ProxyHeaderReader:
         return ProxyHeaderReader(self)

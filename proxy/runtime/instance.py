@@ -229,6 +229,7 @@ class Instance:
                 return 1
             self.entrypoints[name] = EntryPoint(name, config, self.clock, snapshot, self.access_log)
             self.entrypoints[name].runtime = self  # what internal services read
+            self.entrypoints[name].resolver = self.resolver
         for name, entrypoint in self.entrypoints.items():
             try:
                 await entrypoint.start(loop, reuse_port=self.reuse_port)
@@ -251,6 +252,18 @@ class Instance:
         if metrics is not None and metrics.stats_d is not None:
             self.statsd = StatsdPusher(metrics.stats_d, REGISTRY)
             self.statsd.start(loop)
+        if snapshot.tcp.router_configs:
+            from proxy.tcp.splice import SPLICE_AVAILABLE
+
+            count = len(snapshot.tcp.router_configs)
+            log.debug(
+                "%d TCP router%s; relay: %s",
+                count,
+                "" if count == 1 else "s",
+                "splice (kernel zero-copy)"
+                if SPLICE_AVAILABLE
+                else "protocol (no os.splice, or TURNOUT_TCP_RELAY=protocol)",
+            )
         self._tick_handle = loop.call_later(TICK, self._tick)
         tune_gc()
         await self._stop.wait()

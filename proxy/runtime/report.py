@@ -31,6 +31,9 @@ class CheckReport:
     routers: int = 0
     services: int = 0
     middlewares: int = 0
+    tcp_routers: int = 0
+    tcp_services: int = 0
+    tcp_middlewares: int = 0
     sources: list[tuple[str, str]] = field(default_factory=list)  # (provider, source)
 
     @property
@@ -38,10 +41,17 @@ class CheckReport:
         return not self.errors
 
     def summary(self) -> str:
-        return (
+        text = (
             f"{_count(self.routers, 'router')}, {_count(self.services, 'service')}, "
             f"{_count(self.middlewares, 'middleware')}"
         )
+        if self.tcp_routers or self.tcp_services or self.tcp_middlewares:
+            text += (
+                f"; TCP: {_count(self.tcp_routers, 'router')}, "
+                f"{_count(self.tcp_services, 'service')}, "
+                f"{_count(self.tcp_middlewares, 'middleware')}"
+            )
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +59,11 @@ class CheckReport:
             "routers": self.routers,
             "services": self.services,
             "middlewares": self.middlewares,
+            "tcp": {
+                "routers": self.tcp_routers,
+                "services": self.tcp_services,
+                "middlewares": self.tcp_middlewares,
+            },
             "errors": [_issue_dict(issue) for issue in self.errors],
             "warnings": [_issue_dict(issue) for issue in self.warnings],
             "sources": [{"provider": p, "source": s} for p, s in self.sources],
@@ -109,6 +124,9 @@ def fill_counts(report: CheckReport, snapshot: Snapshot) -> None:
     report.routers = sum(1 for name in snapshot.router_configs if not name.endswith("@internal"))
     report.services = sum(1 for name in snapshot.service_configs if not name.endswith("@internal"))
     report.middlewares = len(snapshot.middlewares)
+    report.tcp_routers = len(snapshot.tcp.router_configs)
+    report.tcp_services = len(snapshot.tcp.service_configs)
+    report.tcp_middlewares = len(snapshot.tcp.middleware_configs)
 
 
 def report_of(snapshot: Snapshot, issues: Sequence[ConfigIssue]) -> CheckReport:

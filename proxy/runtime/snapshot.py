@@ -41,6 +41,7 @@ from proxy.runtime.internal import PROVIDER as INTERNAL_PROVIDER
 from proxy.runtime.internal import default_entrypoints, internal_config, internal_services
 from proxy.services.healthcheck import HealthCheckError, compile_health_check, compile_passive
 from proxy.services.loadbalancer import LoadBalancer, Server
+from proxy.tcp.build import Sources, TcpBuild, build_tcp
 
 if TYPE_CHECKING:
     import asyncio
@@ -92,6 +93,9 @@ class Snapshot:
     # Built middlewares by qualified name, with the options they were built from:
     # an unchanged middleware keeps its state (rate-limit buckets, breaker) across swaps.
     handlers: dict[str, tuple[bytes, Handler]] = field(default_factory=dict)
+    # TCP routing: ``tcp.entries`` by entry point (only those with TCP routers), and
+    # the configurations and targets that check, explain and the API read.
+    tcp: TcpBuild = field(default_factory=TcpBuild)
 
     @property
     def user_services(self) -> int:
@@ -345,6 +349,12 @@ class _Builder:
                     (qualified, self.source, frozenset(on))
                 )
         self._warn_same_rule(same_rule)
+        tcp = build_tcp(
+            Sources(self._each, lambda: self.provider, self.issue, self.warn),
+            self.static,
+            entrypoints,
+            previous.tcp.handlers if previous is not None else {},
+        )
 
         tables: dict[str, RouterTable] = {}
         route_lists: dict[str, tuple[Route, ...]] = {}
@@ -382,6 +392,7 @@ class _Builder:
             balancer_keys=balancer_keys,
             route_lists=route_lists,
             handlers=handlers,
+            tcp=tcp,
         )
 
     def _router(
@@ -648,12 +659,9 @@ class _Builder:
                         f"{path}.loadBalancer.servers[{index}].preservePath",
                         f"preservePath {UNSUPPORTED}",
                     )
-        for section, config in (("tcp", dynamic.tcp), ("udp", dynamic.udp)):
-            for kind in ("routers", "services"):
-                for name in getattr(config, kind):
-                    self.issue(
-                        f"{section}.{kind}.{name}", f"{section.upper()} routing {UNSUPPORTED}"
-                    )
+        for kind in ("routers", "services"):
+            for name in getattr(dynamic.udp, kind):
+                self.issue(f"udp.{kind}.{name}", f"UDP routing {UNSUPPORTED}")
         if dynamic.tls.certificates:
             self.issue("tls.certificates", f"TLS termination {UNSUPPORTED}")
 

@@ -7,11 +7,7 @@ import pytest
 from proxy.http.chunks import MAX_EXTENSION_BYTES, ChunkScanner
 from proxy.http.errors import BadRequest
 
-BODY = (
-    b"5;name=value;quoted=\"a \\\" b\"\r\nhello\r\n"
-    b"3 ; x\r\nabc\r\n"
-    b"0\r\nTrailer: yes\r\n\r\n"
-)
+BODY = b'5;name=value;quoted="a \\" b"\r\nhello\r\n3 ; x\r\nabc\r\n0\r\nTrailer: yes\r\n\r\n'
 
 
 def scan(*pieces: bytes) -> ChunkScanner:

@@ -29,8 +29,7 @@ def test_final_answer_before_the_body_retires_the_backend_connection(backend, tu
     proxy = turnout(dynamic_for(server.url))
     with connect(proxy.port) as sock:
         sock.sendall(
-            b"POST /upload HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
-            b"Content-Length: 9\r\n\r\n"
+            b"POST /upload HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\n"
         )
         answer = ResponseReader(sock).read()
         assert answer.status == 417
