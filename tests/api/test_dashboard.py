@@ -1,0 +1,163 @@
+"""The dashboard in a real headless Chromium, loaded from a running turnout.
+
+Debian's ``chromium`` and ``chromedriver`` are driven with Selenium through an
+explicit driver path, so nothing is downloaded. The screenshot of each test is
+saved under its tmp directory, and its path printed and recorded in the report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import get, wait_until
+from tests.runtime.support import require_binary
+
+DEAD = "http://127.0.0.1:9"  # nothing listens on the discard port
+
+DYNAMIC = """
+[http.routers.shop]
+rule = "Host(`shop.example`)"
+service = "shop"
+middlewares = ["strip"]
+[http.routers.blog]
+rule = "Host(`blog.example`)"
+service = "blog"
+[http.middlewares.strip.stripPrefix]
+prefixes = ["/shop"]
+[http.services.shop.loadBalancer.healthCheck]
+path = "/"
+interval = "100ms"
+timeout = "1s"
+[[http.services.shop.loadBalancer.servers]]
+url = "{alive}"
+[[http.services.shop.loadBalancer.servers]]
+url = "{dead}"
+[http.services.blog.loadBalancer]
+[[http.services.blog.loadBalancer.servers]]
+url = "{alive}"
+"""
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[object]:
+    chromium = require_binary("chromium")
+    chromedriver = require_binary("chromedriver")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",  # tests run as root
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1100",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        options.add_argument(argument)
+    service = Service(executable_path=chromedriver, log_output=str(tmp_path / "chromedriver.log"))
+    driver = webdriver.Chrome(service=service, options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        with contextlib.suppress(Exception):
+            driver.quit()
+
+
+def screenshot(driver, tmp_path: Path, record_property, name: str) -> Path:
+    path = tmp_path / f"{name}.png"
+    assert driver.save_screenshot(str(path)), "no screenshot"
+    assert path.stat().st_size > 10_000
+    print(f"dashboard screenshot: {path}")
+    record_property("screenshot", str(path))
+    return path
+
+
+def test_the_dashboard_shows_routers_and_a_down_server(
+    turnout, backend, browser, tmp_path, record_property
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    alive = backend()
+    proxy = turnout(
+        DYNAMIC.format(alive=alive.url, dead=DEAD),
+        entrypoints=("web", "traefik"),
+        static_extra="[api]\ninsecure = true\n",
+    )
+    for _ in range(20):
+        assert get(proxy.ports["web"], "/", host="blog.example").status == 200
+    origin = f"http://127.0.0.1:{proxy.ports['traefik']}"
+    browser.get(origin + "/dashboard")  # redirected to /dashboard/
+    wait = WebDriverWait(browser, 20)
+    row = wait.until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, '#routers tr[data-name="shop@file"]'))
+    )
+    assert browser.current_url == origin + "/dashboard/"
+    assert "Host(`shop.example`)" in row.text
+    assert "strip" in row.text and "shop" in row.text
+    assert row.find_element(By.CSS_SELECTOR, ".badge").text.lower() == "enabled"
+    down = wait.until(
+        ec.presence_of_element_located(
+            (By.CSS_SELECTOR, f'#services .server[data-url="{DEAD}"][data-status="DOWN"]')
+        )
+    )
+    assert "DOWN" in down.text.upper()
+    up = browser.find_element(By.CSS_SELECTOR, f'#services .server[data-url="{alive.url}"]')
+    assert up.get_attribute("data-status") == "UP"
+    problems = browser.find_element(By.ID, "problems").text
+    assert f"Server {DEAD} of service shop@file is DOWN" in problems
+    # Everything the page loaded came from Turnout itself.
+    loaded = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+    )
+    assert loaded and all(url.startswith(origin + "/") for url in loaded), loaded
+    screenshot(browser, tmp_path, record_property, "dashboard")
+
+    # Filtering by name leaves only what matches.
+    search = browser.find_element(By.ID, "search")
+    search.send_keys("blog")
+    assert wait_until(
+        lambda: (
+            [
+                r.get_attribute("data-name")
+                for r in browser.find_elements(By.CSS_SELECTOR, "#routers tbody tr")
+            ]
+            == ["blog@file"]
+        )
+    )
+
+
+def test_the_dashboard_shows_a_refused_configuration(
+    turnout, backend, browser, tmp_path, record_property
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    alive = backend()
+    good = DYNAMIC.format(alive=alive.url, dead=DEAD)
+    proxy = turnout(good, entrypoints=("web", "traefik"), static_extra="[api]\ninsecure = true\n")
+    proxy.dynamic_path.write_text(
+        good + '[http.routers.broken]\nrule = "Host(`x`) &&"\nservice = "nowhere"\n'
+    )
+    assert wait_until(lambda: "refused" in proxy.stderr(), 10)
+    browser.get(f"http://127.0.0.1:{proxy.ports['traefik']}/dashboard/")
+    wait = WebDriverWait(browser, 20)
+    refusal = wait.until(
+        ec.visibility_of_element_located(
+            (By.CSS_SELECTOR, '#refused .refusal[data-provider="file"]')
+        )
+    )
+    assert "http.routers.broken.service: unknown service 'nowhere'" in refusal.text
+    assert str(proxy.dynamic_path) in refusal.text
+    row = browser.find_element(By.CSS_SELECTOR, '#routers tr[data-name="broken@file"]')
+    assert row.find_element(By.CSS_SELECTOR, ".badge").text.lower() == "disabled"
+    screenshot(browser, tmp_path, record_property, "dashboard-refused")
