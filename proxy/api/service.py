@@ -23,6 +23,7 @@ in flight) and encodes the result in one ``msgspec`` call.
 from __future__ import annotations
 
 import datetime
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,7 @@ from proxy.api.model import (
 )
 from proxy.api.response import TEXT, send, send_prepared, status_line
 from proxy.api.view import View, ViewCache, provider_of
+from proxy.observability.metrics import REGISTRY, Totals
 from proxy.runtime.internal import ENTRYPOINT, MAX_PRIORITY, InternalService, router
 from proxy.services.loadbalancer import LoadBalancer
 
@@ -302,23 +304,52 @@ def _version(runtime: Any) -> Version:
     return Version(Version=__version__, Codename="turnout", startDate=start)
 
 
-class TrafficRouter(msgspec.Struct):
+class TrafficCounters(msgspec.Struct, rename="camel"):
+    """Requests since start, by outcome; the dashboard differences two answers into rates."""
+
     requests: int
-    client_errors: int = msgspec.field(name="clientErrors")
-    server_errors: int = msgspec.field(name="serverErrors")
+    client_errors: int  # 4xx
+    server_errors: int  # 5xx
+    duration: float  # seconds, summed over the requests
 
 
 class Traffic(msgspec.Struct):
     available: bool
-    time: float
-    routers: dict[str, TrafficRouter]
+    time: float  # Unix time of the reading
+    routers: dict[str, TrafficCounters]
+    services: dict[str, TrafficCounters]
+    entrypoints: dict[str, TrafficCounters]
+
+
+def _counters(totals: dict[str, Totals]) -> dict[str, TrafficCounters]:
+    counters = {}
+    for name, total in totals.items():
+        client = server = 0
+        for code, count in total.codes.items():
+            if code >= 500:
+                server += count
+            elif code >= 400:
+                client += count
+        counters[name] = TrafficCounters(total.requests, client, server, total.duration)
+    return counters
 
 
 def traffic(runtime: Any) -> Traffic:
-    """Counters per router since start; the dashboard differences two of them into rates."""
-    import time
+    """The metrics registry's request counters per router, service and entry point.
 
-    return Traffic(available=False, time=time.time(), routers={})
+    Counted only where ``entryPoints.N.observability.metrics`` is on (Traefik's
+    default); ``available`` is false when no entry point counts.
+    """
+    counting = runtime is not None and any(
+        e.config.observability.metrics for e in runtime.entrypoints.values()
+    )
+    return Traffic(
+        available=counting,
+        time=time.time(),
+        routers=_counters(REGISTRY.routers()),
+        services=_counters(REGISTRY.services()),
+        entrypoints=_counters(REGISTRY.entrypoints()),
+    )
 
 
 # -- the dashboard's files ------------------------------------------------------------

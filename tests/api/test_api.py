@@ -355,3 +355,28 @@ def test_a_server_failing_its_health_check_is_down(turnout, backend) -> None:
     assert body["serverStatus"] == {alive.url: "UP", dead: "DOWN"}
     assert set(body["serverReasons"]) == {dead}
     assert body["serverReasons"][dead]  # says why
+
+
+def test_traffic_counts_requests_per_router_from_the_metrics_registry(turnout, backend) -> None:
+    alive = backend()
+    dynamic = DYNAMIC.format(shop="http://127.0.0.1:9", blog=alive.url)
+    proxy = turnout(dynamic, entrypoints=("web", "traefik"), static_extra=API)
+    for _ in range(7):
+        assert get(proxy.ports["web"], "/posts/1", host="blog.example").status == 200
+    for _ in range(3):
+        assert get(proxy.ports["web"], "/who", host="x").status == 200
+    assert get(proxy.ports["web"], "/nowhere", host="x").status == 404
+    status, body, _ = api(proxy, "/api/traffic")
+    assert status == 200
+    assert body["available"] is True
+    assert body["routers"]["blog@file"] == {
+        "requests": 7,
+        "clientErrors": 0,
+        "serverErrors": 0,
+        "duration": body["routers"]["blog@file"]["duration"],
+    }
+    assert body["routers"]["who@file"]["requests"] == 3
+    assert body["services"]["blog@file"]["requests"] == 7
+    assert body["entrypoints"]["web"]["requests"] == 11
+    assert body["entrypoints"]["web"]["clientErrors"] == 1
+    assert 0 < body["routers"]["blog@file"]["duration"] < 7

@@ -8,6 +8,8 @@ saved under its tmp directory, and its path printed and recorded in the report.
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from tests.integration.harness import get, wait_until
 from tests.runtime.support import require_binary
 
 DEAD = "http://127.0.0.1:9"  # nothing listens on the discard port
+NO_RATE = "\u2013"  # an en dash: no rate measured yet
 
 DYNAMIC = """
 [http.routers.shop]
@@ -39,6 +42,12 @@ url = "{dead}"
 [http.services.blog.loadBalancer]
 [[http.services.blog.loadBalancer.servers]]
 url = "{alive}"
+[http.routers.gone]
+rule = "Host(`gone.example`)"
+service = "gone"
+[http.services.gone.loadBalancer]
+[[http.services.gone.loadBalancer.servers]]
+url = "{dead}"
 """
 
 
@@ -120,6 +129,42 @@ def test_the_dashboard_shows_routers_and_a_down_server(
     )
     assert loaded and all(url.startswith(origin + "/") for url in loaded), loaded
     screenshot(browser, tmp_path, record_property, "dashboard")
+
+    # Live rates: counters differenced between two refreshes (every 3 s).
+    stop = threading.Event()
+
+    def traffic() -> None:
+        while not stop.is_set():
+            get(proxy.ports["web"], "/", host="blog.example")
+            get(proxy.ports["web"], "/", host="gone.example")  # 502: no server answers
+            time.sleep(0.02)
+
+    sender = threading.Thread(target=traffic, daemon=True)
+    sender.start()
+    try:
+
+        def cells(name: str) -> list[str]:
+            # Read in one script: the page redraws its rows on every refresh.
+            return browser.execute_script(
+                "return Array.from(document.querySelectorAll("
+                "`#routers tr[data-name='${arguments[0]}'] td.num`)).map(td => td.textContent)",
+                name,
+            )
+
+        assert wait_until(lambda: cells("blog@file")[0] not in (NO_RATE, "0"), 15), cells(
+            "blog@file"
+        )
+        assert wait_until(lambda: cells("gone@file")[1] == "100 %", 15), cells("gone@file")
+        assert cells("blog@file")[1] == "0 %"
+        assert float(cells("blog@file")[0]) > 1
+        assert (
+            "Router gone@file: 100 % of answers are 5xx"
+            in browser.find_element(By.ID, "problems").text
+        )
+    finally:
+        stop.set()
+        sender.join(5)
+    screenshot(browser, tmp_path, record_property, "dashboard-rates")
 
     # Filtering by name leaves only what matches.
     search = browser.find_element(By.ID, "search")

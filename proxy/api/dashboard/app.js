@@ -204,7 +204,8 @@ function drawProblems(data) {
     else if (router.status === "warning") items.push(["warn", `Router ${router.name} has warnings`]);
     const rate = state.rates[router.name];
     if (rate && rate.errorsPerSecond > 0) {
-      items.push(["warn", `Router ${router.name}: ${Math.round(rate.errorShare * 100)} % of ` +
+      items.push([rate.errorShare >= 0.5 ? "bad" : "warn",
+        `Router ${router.name}: ${Math.round(rate.errorShare * 100)} % of ` +
         `answers are 5xx (${formatRate(rate.errorsPerSecond)}/s)`]);
     }
   }
