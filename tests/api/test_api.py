@@ -380,3 +380,33 @@ def test_traffic_counts_requests_per_router_from_the_metrics_registry(turnout, b
     assert body["entrypoints"]["web"]["requests"] == 11
     assert body["entrypoints"]["web"]["clientErrors"] == 1
     assert 0 < body["routers"]["blog@file"]["duration"] < 7
+
+
+def test_tcp_routers_and_services_are_listed(turnout) -> None:
+    dynamic = (
+        '[http.routers.who]\nrule = "PathPrefix(`/`)"\nservice = "whoami@internal"\n'
+        '[tcp.routers.db]\nentryPoints = ["db"]\nrule = "HostSNI(`*`)"\nservice = "db"\n'
+        "[[tcp.services.db.loadBalancer.servers]]\n"
+        'address = "127.0.0.1:9"\n'
+    )
+    proxy = turnout(dynamic, entrypoints=("web", "traefik", "db"), static_extra=API)
+    status, routers, _ = api(proxy, "/api/tcp/routers")
+    assert status == 200
+    assert routers == [
+        {
+            "entryPoints": ["db"],
+            "service": "db",
+            "rule": "HostSNI(`*`)",
+            "status": "enabled",
+            "using": ["db"],
+            "name": "db@file",
+            "provider": "file",
+        }
+    ]
+    _, service, _ = api(proxy, "/api/tcp/services/db@file")
+    assert service["type"] == "loadbalancer"
+    assert service["usedBy"] == ["db@file"]
+    assert service["loadBalancer"]["servers"][0]["address"] == "127.0.0.1:9"
+    _, overview, _ = api(proxy, "/api/overview")
+    assert overview["tcp"]["routers"]["total"] == 1
+    assert overview["tcp"]["services"]["total"] == 1
