@@ -40,6 +40,10 @@ FRAME_CLOSE = 3  # delimited by closing (HTTP/1.0 client without a known length)
 # Methods whose request may be replayed on a fresh connection (RFC 9110 9.2.2).
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
+# A head held for more body bytes (ResponseHead.sniff_size) goes out at the
+# latest this long after the first bytes: Go's reverse proxy flushes every 100 ms.
+HOLD_FLUSH = 0.1
+
 # Request bodies that arrive before the upstream connection is ready are held
 # up to this size; past it the client is paused until the dial completes.
 PENDING_BODY_LIMIT = 64 * 1024
@@ -154,9 +158,8 @@ class Exchange:
         self.status = 0  # the status sent to the client, 0 until then
         self.replaced = False  # a middleware drops the backend's response and answers itself
         self.answered = False  # ... and has answered
-        self.held_head: tuple[ResponseHead, bool, int] | None = (
-            None  # waiting for the first body bytes
-        )
+        # Waiting for the first body bytes (head, chunked, connection, bytes held).
+        self.held_head: tuple[ResponseHead, bool, int, list[bytes]] | None = None
         self.response_state = 0  # 0 nothing sent, 1 head sent, 2 complete
         self.framing = FRAME_NONE
         self.response_close_delimited = False
@@ -470,7 +473,7 @@ class Exchange:
         conn.response_started(self)
         if head is not None and head.sniff is not None and self.framing != FRAME_NONE:
             # Held until the first body bytes: the middleware may still change it.
-            self.held_head = (head, chunked, connection)
+            self.held_head = (head, chunked, connection, [])
             return
         # Straight into the client's output: joined with the body in one write
         # (the head is small, so it is left out of out_size).
@@ -483,7 +486,7 @@ class Exchange:
         held = self.held_head
         assert held is not None
         self.held_head = None
-        head, chunked, connection = held
+        head, chunked, connection, _ = held
         sniff = head.sniff
         assert sniff is not None
         sniff(head, first)
@@ -494,7 +497,17 @@ class Exchange:
         out.append(_HEAD_ENDINGS[chunked, connection])
 
     def response_body(self, data: bytes) -> None:
-        if self.held_head is not None:
+        held = self.held_head
+        if held is not None:
+            head, parts = held[0], held[3]
+            if head.sniff_size > 1:
+                parts.append(data)
+                size = sum(len(part) for part in parts)
+                if size < head.sniff_size:
+                    if len(parts) == 1:
+                        asyncio.get_running_loop().call_later(HOLD_FLUSH, self.release_held)
+                    return  # bounded: sniff_size plus one read
+                data = b"".join(parts)
             self._release_head(data)
         if self.body_filter is not None:
             data = self.body_filter.feed(data)
@@ -510,9 +523,24 @@ class Exchange:
             self.response_bytes += len(data)
             self.conn.write(data)
 
+    def release_held(self) -> None:
+        """Send a held head, and the body bytes held with it, now."""
+        held = self.held_head
+        if held is None or self.conn.transport is None:
+            return
+        data = b"".join(held[3])
+        self._release_head(data)
+        if data:
+            self.response_body(data)
+            self.conn.flush()
+
     def response_finished(self, upstream: UpstreamConnection, reusable: bool) -> None:
         if self.held_head is not None:
-            self._release_head(b"")
+            held = self.held_head[3]
+            if held:
+                self.release_held()
+            else:
+                self._release_head(b"")
         if self.replaced:
             # The backend's response was dropped; the middleware answers (or did).
             self.upstream = None

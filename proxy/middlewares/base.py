@@ -34,6 +34,10 @@ and the handler answers later with ``chain.answer_from(ex, handler, Answer)``
 (the errors middleware). Or it may set ``head.sniff`` to a function of the
 first body bytes: the head is then held until those bytes (or the end of an
 empty body) arrive, and the function may still change the head (contentType).
+``head.sniff_size`` asks for more than the first read: the head and the body
+are held until that many bytes, the end of the body, or 100 ms after the
+first bytes (Go's reverse proxy flushes that often), whichever comes first
+(compress deciding on ``minResponseBodyBytes``).
 
 ``on_upstream_error(ex, error)`` runs, innermost first, when the backend failed
 before any byte of the response was sent to the client; returning True keeps
@@ -110,7 +114,7 @@ class ResponseHead:
     Setting ``body_filter`` makes the engine drop Content-Length and re-frame.
     """
 
-    __slots__ = ("body_filter", "lines", "replaced", "sniff", "status")
+    __slots__ = ("body_filter", "lines", "replaced", "sniff", "sniff_size", "status")
 
     def __init__(self, status: int, lines: list[bytes]) -> None:
         self.status = status
@@ -118,6 +122,7 @@ class ResponseHead:
         self.body_filter: BodyFilter | None = None
         self.replaced = False
         self.sniff: Callable[[ResponseHead, bytes], None] | None = None
+        self.sniff_size = 1  # body bytes ``sniff`` wants to see (see the module notes)
 
     def replace(self) -> None:
         """Drop the backend's response; the handler answers with ``chain.answer_from``."""
@@ -140,6 +145,25 @@ class ResponseHead:
 
     def add(self, name: str, value: str | bytes) -> None:
         self.lines.append(header_line(name, value))
+
+
+def add_sniff(head: ResponseHead, sniff: Callable[[ResponseHead, bytes], None], size: int) -> None:
+    """Hold the head for ``size`` body bytes and call ``sniff``, after any sniff set before.
+
+    Handlers set theirs innermost first: an inner contentType has named the
+    type by the time an outer compress decides.
+    """
+    before = head.sniff
+    head.sniff_size = max(head.sniff_size, size)
+    if before is None:
+        head.sniff = sniff
+        return
+
+    def both(held: ResponseHead, first: bytes) -> None:
+        before(held, first)
+        sniff(held, first)
+
+    head.sniff = both
 
 
 def header_line(name: str | bytes, value: str | bytes) -> bytes:

@@ -166,6 +166,11 @@ def send_answer(ex: Exchange, response: Answer, position: int) -> None:
         if head.replaced:
             return
     body = response.body
+    if head.sniff is not None:
+        # The whole body is known: what a held head waits for is here.
+        head.sniff(head, body)
+        if ex.body_filter is not None:  # a sniff chose a filter (compress)
+            head.body_filter, ex.body_filter = ex.body_filter, None
     if head.body_filter is not None:
         body = head.body_filter.feed(body) + head.body_filter.finish()
     head.remove("Content-Length")

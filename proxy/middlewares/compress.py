@@ -11,9 +11,12 @@ No Accept-Encoding: ``defaultEncoding`` if set, else nothing.
 A response is left alone when it is to HEAD, has no body (1xx, 204, 304), is
 a 206 range, already has Content-Encoding, has an excluded Content-Type (or
 one outside includedContentTypes; application/grpc is always excluded), or
-declares a Content-Length below ``minResponseBodyBytes``. When it has no
-Content-Length the engine cannot hold its head back, so it is compressed
-(Traefik buffers up to that size before deciding: see the README).
+declares a Content-Length below ``minResponseBodyBytes``. Without a
+Content-Length, as Traefik, the head and the first body bytes are held until
+``minResponseBodyBytes`` of body arrived (then compressed) or the body ended
+below it (then sent as it is); a stream that stalls is decided 100 ms after
+its first bytes, as Traefik's proxy flushes by then (below the minimum: not
+compressed). At most that many bytes (plus one read) are ever held.
 
 Compression streams: every chunk read from the backend goes out compressed
 and flushed at once, so no whole response is ever buffered and an event
@@ -23,13 +26,21 @@ encoding was chosen, as Traefik does.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from proxy.config.dynamic import Compress
 from proxy.middlewares import register
-from proxy.middlewares.base import BodyFilter, BuildContext, BuildError, Handler, ResponseHead
+from proxy.middlewares.base import (
+    BodyFilter,
+    BuildContext,
+    BuildError,
+    Handler,
+    ResponseHead,
+    add_sniff,
+)
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
@@ -221,8 +232,23 @@ class CompressHandler(Handler):
             excluded, included = self._classify(content_type)
             if excluded or not included:
                 return
+        if length is None and self.min_size > 0:
+            # Unknown size: decide once minResponseBodyBytes arrived, or the body ended.
+            add_sniff(head, functools.partial(self._decide, ex, encoding), self.min_size)
+            return
         head.set("Content-Encoding", encoding)
         head.body_filter = FILTERS[encoding]()
+
+    def _decide(self, ex: Exchange, encoding: str, head: ResponseHead, first: bytes) -> None:
+        if len(first) < self.min_size:
+            return  # ended (or stalled) below the minimum: sent as it is
+        content_type = head.get("Content-Type")  # an inner contentType may have set it
+        if content_type is not None:
+            excluded, included = self._classify(content_type.encode("latin-1"))
+            if excluded or not included:
+                return
+        head.set("Content-Encoding", encoding)
+        ex.body_filter = FILTERS[encoding]()
 
     def _choose(self, accept: list[bytes]) -> str:
         key = b",".join(accept)

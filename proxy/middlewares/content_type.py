@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from proxy.config.dynamic import ContentType
 from proxy.middlewares import register
-from proxy.middlewares.base import BuildContext, Handler, ResponseHead
+from proxy.middlewares.base import BuildContext, Handler, ResponseHead, add_sniff
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -191,7 +191,7 @@ class ContentTypeHandler(Handler):
             return
         if head.get("Content-Type") is not None:
             return
-        head.sniff = _set_detected
+        add_sniff(head, _set_detected, 1)
 
 
 @register("content_type")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -50,6 +51,11 @@ def respond(received: Received) -> bytes:
         return reply(TEXT, "application/grpc")
     if path == "/empty":
         return b"HTTP/1.1 204 No Content\r\n\r\n"
+    if path == "/chunked-small":
+        return (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n64\r\n%s\r\n0\r\n\r\n"
+            % (TEXT[:100])
+        )
     if path == "/chunked":
         return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (
             len(TEXT),
@@ -61,12 +67,33 @@ def respond(received: Received) -> bytes:
 GATE = threading.Event()
 
 
+STALL = threading.Event()
+
+
 async def stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.readuntil(b"\r\n\r\n")
-    first, second = TEXT[:3000], TEXT[3000:]
+    request = await reader.readuntil(b"\r\n\r\n")
     writer.write(
         b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
     )
+    if request.startswith(b"GET /pieces "):
+        # 3 x 400 bytes, a few ms apart: the decision waits for the 1,024th byte.
+        for index in range(3):
+            piece = TEXT[index * 400 : (index + 1) * 400]
+            writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            await writer.drain()
+            await asyncio.sleep(0.02)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return
+    if request.startswith(b"GET /stall "):
+        writer.write(b"%x\r\n%s\r\n" % (200, TEXT[:200]))
+        await writer.drain()
+        while not STALL.is_set():
+            await asyncio.sleep(0.01)
+        writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(TEXT) - 200, TEXT[200:]))
+        await writer.drain()
+        return
+    first, second = TEXT[:3000], TEXT[3000:]
     writer.write(b"%x\r\n%s\r\n" % (len(first), first))
     await writer.drain()
     while not GATE.is_set():
@@ -81,6 +108,7 @@ def backends() -> Iterator[tuple[Backend, Backend]]:
     streaming = Backend(raw=stream).start()
     yield plain, streaming
     GATE.set()
+    STALL.set()
     plain.stop()
     streaming.stop()
 
@@ -196,6 +224,38 @@ def test_chunked_backend_is_compressed(proxy: Turnout) -> None:
     response = fetch(proxy, "c", "/chunked", accept="br")
     assert response.header("Content-Encoding") == "br"
     assert decoded(response) == TEXT
+
+
+def test_unknown_length_below_the_minimum_is_sent_as_is(proxy: Turnout) -> None:
+    response = fetch(proxy, "c", "/chunked-small")
+    assert response.status == 200
+    assert response.header("Content-Encoding") is None
+    assert response.body == TEXT[:100]
+    assert response.header("Vary") == "Accept-Encoding"
+
+
+def test_unknown_length_is_held_until_the_minimum(proxy: Turnout) -> None:
+    # No single read reaches 1,024 bytes: only holding them finds the body large enough.
+    response = fetch(proxy, "stream", "/pieces")
+    assert response.header("Content-Encoding") == "gzip"
+    assert decoded(response) == TEXT[:1200]
+
+
+def test_a_stalled_stream_is_not_held(proxy: Turnout) -> None:
+    STALL.clear()
+    with connect(proxy.port) as sock:
+        sock.sendall(b"GET /stall HTTP/1.1\r\nHost: stream.test\r\nAccept-Encoding: gzip\r\n\r\n")
+        started = time.monotonic()
+        head, rest = read_head(sock)
+        waited = time.monotonic() - started
+        assert b"Content-Encoding" not in head  # 200 bytes when the flush came: as they are
+        assert waited < 1.0, waited
+        sock.settimeout(5)
+        while TEXT[:200] not in rest:
+            data = sock.recv(65536)
+            assert data, "closed early"
+            rest += data
+        STALL.set()
 
 
 def test_compression_streams_without_buffering_the_response(proxy: Turnout) -> None:
