@@ -152,7 +152,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     if args.command == "explain":
         return uvloop.run(_explain(static, base, args))
-    turnout_logging.configure(static.log.level)
+    try:
+        turnout_logging.configure(static.log.level, static.log.format, static.log.file_path)
+    except OSError as exc:
+        print(
+            f"{name}: log.filePath: cannot open {static.log.file_path!r}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
     from proxy.runtime.instance import Instance  # the engine is imported only to run
     from proxy.runtime.memory import tune_malloc
 

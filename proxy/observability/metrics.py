@@ -355,11 +355,13 @@ def recorder(entrypoint: str, registry: Registry = REGISTRY) -> Callable[[Exchan
             duration = clock() - ex.started
             route = ex.route
             stats = unrouted if route is None else route.stats
+            if stats is None:
+                return  # an internal router, and metrics.addInternals is off
             kind = ex.service_called | (WEBSOCKET if ex.upgrade is not None else 0)
             try:
-                cell = stats.cells[kind][entrypoint][ex.method][ex.status]  # type: ignore[union-attr]
+                cell = stats.cells[kind][entrypoint][ex.method][ex.status]
             except KeyError:
-                cell = new_cell(stats, kind, entrypoint, ex.method, ex.status)  # type: ignore[arg-type]
+                cell = new_cell(stats, kind, entrypoint, ex.method, ex.status)
             if ex.request_body_bytes:
                 cell[REQUEST_BYTES] += ex.request_body_bytes
             cell[RESPONSE_BYTES] += ex.response_bytes

@@ -20,7 +20,11 @@ prometheus-client object. Names are Traefik v3's with ``turnout_`` for
   Traefik exposes its Go process'.
 
 ``traefik_tls_certs_not_after`` has no counterpart: Turnout does not terminate TLS.
-Served by ``prometheus@internal`` (see ``serve``).
+Served by ``prometheus@internal`` (see ``serve``): with ``manualRouting =
+false`` (the default) a router of provider ``internal`` takes
+``PathPrefix(`/metrics`)`` on ``entryPoint`` (default ``traefik``, created on
+:8080 when not configured), as Traefik does; with ``manualRouting = true`` a
+router of the user's names the service.
 """
 
 from __future__ import annotations
@@ -35,12 +39,16 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
+from proxy.api.response import TEXT, send
 from proxy.observability.metrics import BUCKETS, REGISTRY, REQUEST_BYTES, RESPONSE_BYTES, Registry
+from proxy.runtime.internal import ENTRYPOINT, MAX_PRIORITY, InternalService, router
 
 if TYPE_CHECKING:
+    from proxy.config.dynamic import Router
     from proxy.config.static import Prometheus as PrometheusConfig
+    from proxy.config.static import StaticConfig
     from proxy.http.exchange import Exchange
 
 PREFIX = "turnout_"
@@ -231,27 +239,38 @@ EXPOSITION: Exposition | None = None
 
 
 def serve(exchange: Exchange) -> None:
-    """``prometheus@internal``: GET /metrics (any path the router sends here), as Traefik."""
-    conn = exchange.conn
-    close = not exchange.keep_alive or conn.closing
-    if EXPOSITION is None:
-        status, body, content_type = 404, b"404 page not found\n", b"text/plain; charset=utf-8"
-    elif exchange.method not in ("GET", "HEAD"):
-        status, body, content_type = 405, b"Method Not Allowed\n", b"text/plain; charset=utf-8"
-    else:
-        status, body, content_type = 200, EXPOSITION.render(), CONTENT_TYPE_LATEST.encode()
-    reason = {200: b"OK", 404: b"Not Found", 405: b"Method Not Allowed"}[status]
-    head = [
-        b"HTTP/1.1 %d %b\r\nContent-Type: %b\r\nContent-Length: %d\r\n"
-        % (status, reason, content_type, len(body))
-    ]
-    if close:
-        head.append(b"Connection: close\r\n")
-    elif exchange.version == "1.0":
-        head.append(b"Connection: keep-alive\r\n")
-    head.append(b"\r\n")
-    if not exchange.is_head:
-        head.append(body)
-    exchange.status = status
+    """``prometheus@internal``: GET /metrics, as Traefik's handler."""
+    if exchange.path != "/metrics" or EXPOSITION is None:
+        send(exchange, 404, b"404 page not found\n", TEXT)
+        return
+    if exchange.method not in ("GET", "HEAD"):
+        send(exchange, 405, b"Method Not Allowed", TEXT, b"Allow: GET, HEAD\r\n")
+        return
+    body = EXPOSITION.render()
     exchange.response_bytes = 0 if exchange.is_head else len(body)
-    conn.respond(exchange, b"".join(head), close)
+    # The classic text format every Prometheus reads (Traefik's Go client serves it too).
+    send(exchange, 200, body, CONTENT_TYPE_PLAIN_0_0_4.encode())
+
+
+def _enabled(static: StaticConfig) -> bool:
+    return static.metrics is not None and static.metrics.prometheus is not None
+
+
+def _config(static: StaticConfig) -> PrometheusConfig | None:
+    return static.metrics.prometheus if static.metrics is not None else None
+
+
+def _routers(static: StaticConfig) -> dict[str, Router]:
+    config = _config(static)
+    if config is None or config.manual_routing:
+        return {}
+    rule = "PathPrefix(`/metrics`)"
+    return {"prometheus": router(rule, "prometheus@internal", config.entry_point, MAX_PRIORITY)}
+
+
+def _needs_entrypoint(static: StaticConfig) -> bool:
+    config = _config(static)
+    return config is not None and not config.manual_routing and config.entry_point == ENTRYPOINT
+
+
+PROMETHEUS = InternalService("prometheus@internal", serve, _enabled, _routers, _needs_entrypoint)

@@ -402,18 +402,43 @@ class Aggregator:
 
 
 def change_summary(before: Snapshot, after: Snapshot) -> str:
-    """``12 routers (+2 added, -1 removed, ~3 changed)``: the one line a reload logs."""
+    """The one line a reload logs: counts, and the names of what changed.
+
+    ``12 routers (+2 added: a@file, b@file; -1 removed: c@redis; ~0 changed),
+    1 service changed``; past ``SUMMARY_NAMES`` names a kind says ``...``.
+    """
     old, new = before.router_configs, after.router_configs
-    added = sum(1 for name in new if name not in old)
-    removed = sum(1 for name in old if name not in new)
-    changed = sum(1 for name, router in new.items() if name in old and old[name] != router)
+    added = [name for name in new if name not in old]
+    removed = [name for name in old if name not in new]
+    changed = [name for name, router in new.items() if name in old and old[name] != router]
     services_changed = sum(
         1
         for name, service in after.service_configs.items()
         if before.service_configs.get(name) != service
     ) + sum(1 for name in before.service_configs if name not in after.service_configs)
     noun = "router" if len(new) == 1 else "routers"
+    parts = "; ".join(
+        _named(sign, names, verb)
+        for sign, names, verb in (
+            ("+", added, "added"),
+            ("-", removed, "removed"),
+            ("~", changed, "changed"),
+        )
+    )
     return (
-        f"{len(new)} {noun} (+{added} added, -{removed} removed, ~{changed} changed), "
+        f"{len(new)} {noun} ({parts}), "
         f"{services_changed} service{'' if services_changed == 1 else 's'} changed"
     )
+
+
+# A reload of a thousand routers must still log one readable line.
+SUMMARY_NAMES = 5
+
+
+def _named(sign: str, names: list[str], verb: str) -> str:
+    text = f"{sign}{len(names)} {verb}"
+    if not names:
+        return text
+    shown = ", ".join(sorted(names)[:SUMMARY_NAMES])
+    more = ", ..." if len(names) > SUMMARY_NAMES else ""
+    return f"{text}: {shown}{more}"

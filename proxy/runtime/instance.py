@@ -18,6 +18,7 @@ from proxy.config.static import StaticConfig
 from proxy.http.exchange import Exchange
 from proxy.http.resolver import Resolver
 from proxy.middlewares.retired import RetiredHandlers
+from proxy.observability import logging as turnout_logging
 from proxy.observability import prometheus
 from proxy.observability.accesslog import AccessLog
 from proxy.observability.metrics import REGISTRY
@@ -271,9 +272,10 @@ class Instance:
         return 0
 
     def _usr1(self) -> None:
-        """SIGUSR1: reopen the access log (rotation), and print the resource counters."""
+        """SIGUSR1: reopen the access log and log.filePath (rotation); print the counters."""
         if self.access_log is not None:
             self.access_log.reopen()
+        turnout_logging.reopen()
         debug.dump(self.entrypoints, self.pools)
 
     def _tick(self) -> None:

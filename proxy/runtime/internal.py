@@ -73,9 +73,10 @@ def features() -> tuple[InternalService, ...]:
     """Every internal service Turnout knows (imported here: they import the runtime)."""
     from proxy.api.ping import PING
     from proxy.api.service import API, DASHBOARD
+    from proxy.observability.prometheus import PROMETHEUS
     from proxy.services.whoami import WHOAMI
 
-    return (WHOAMI, API, DASHBOARD, PING)
+    return (WHOAMI, API, DASHBOARD, PING, PROMETHEUS)
 
 
 def internal_services(static: StaticConfig) -> dict[str, Handler]:

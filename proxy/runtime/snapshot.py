@@ -432,8 +432,13 @@ class _Builder:
                 # live) and left out, so that check and explain still show the router.
                 self._flatten(qualify(middleware, self.provider), chain, 0)
         compiled = CompiledChain(tuple(chain)) if chain else None
-        # A dry run (no pools: turnout check, POST /api/check) counts nothing.
-        stats = REGISTRY.route(qualified, service_name) if self.pools is not None else None
+        # A dry run (no pools: turnout check, POST /api/check) counts nothing, and
+        # internal routers count only with metrics.addInternals, as in Traefik.
+        counted = self.pools is not None and (
+            self.provider != INTERNAL_PROVIDER
+            or (self.static.metrics is not None and self.static.metrics.add_internals)
+        )
+        stats = REGISTRY.route(qualified, service_name) if counted else None
         if isinstance(service, LoadBalancer):
             return RouteTarget(qualified, service, None, 0.0, compiled, stats)
         return RouteTarget(qualified, None, service, 0.0, compiled, stats)
