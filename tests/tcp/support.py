@@ -54,6 +54,14 @@ def exchange(port: int, payload: bytes, timeout: float = 10.0) -> bytes:
         return read_to_eof(sock, timeout)
 
 
+def refused(port: int, payload: bytes = b"hello", timeout: float = 10.0) -> bool:
+    """Whether the proxy closes the connection (FIN or reset) without a byte of answer."""
+    try:
+        return exchange(port, payload, timeout) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+
+
 def read_to_eof(sock: socket.socket, timeout: float = 10.0) -> bytes:
     sock.settimeout(timeout)
     got = bytearray()
