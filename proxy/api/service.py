@@ -41,6 +41,7 @@ from proxy.api.model import (
 )
 from proxy.api.response import TEXT, send, send_prepared, status_line
 from proxy.api.view import View, ViewCache, provider_of
+from proxy.http.server import HttpConnection
 from proxy.observability.metrics import REGISTRY, Totals
 from proxy.runtime.internal import ENTRYPOINT, MAX_PRIORITY, InternalService, router
 from proxy.services.loadbalancer import LoadBalancer
@@ -145,6 +146,8 @@ def in_flight(runtime: Any) -> dict[str, int]:
         return counts
     for entrypoint in runtime.entrypoints.values():
         for conn in entrypoint.connections:
+            if not isinstance(conn, HttpConnection):
+                continue  # a PROXY header being read, a UDP session: no request
             exchange = conn.active
             if exchange is None or not exchange.service_called or exchange.route is None:
                 continue

@@ -156,6 +156,9 @@ class HTTP3Config(ConfigStruct):
 class UDPConfig(ConfigStruct):
     # Idle UDP session lifetime.
     timeout: Duration = Duration(3)
+    # Turnout-specific: larger datagrams are dropped (and counted), never cut
+    # short. 65,535 is Traefik's read buffer; above any UDP payload over IPv4.
+    max_datagram_bytes: int = 65535
 
 
 class ObservabilityConfig(ConfigStruct):

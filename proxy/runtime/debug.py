@@ -2,7 +2,8 @@
 
 One JSON line on stderr, prefixed ``turnout-stats``: open file descriptors,
 asyncio tasks, client connections per entry point (HTTP and TCP; the TCP ones
-and their splice pipes also on their own), upstream connections
+and their splice pipes also on their own; UDP sessions on /udp entry points,
+with their counters under "udp"), upstream connections
 (open and idle), and resident memory. Tests read it to check that a module of
 traffic left nothing behind; an operator reads it at 3 a.m. for the same reason.
 """
@@ -52,10 +53,13 @@ def stats(entrypoints: dict[str, EntryPoint], pools: PoolRegistry) -> dict[str, 
     tcp = sum(
         1 for e in entrypoints.values() for conn in e.connections if isinstance(conn, TcpFront)
     )
+    udp = {name: e.counters() for name, e in entrypoints.items() if hasattr(e, "counters")}
     return {
         "fds": _open_fds(),
         "tcp_connections": tcp,
         "tcp_pipes": open_pipes(),
+        # Per /udp entry point: open sessions (also in "connections"), drops by cause.
+        "udp": udp,
         "tasks": len(asyncio.all_tasks()),
         "connections": {name: len(e.connections) for name, e in entrypoints.items()},
         "upstream_open": upstream_open,

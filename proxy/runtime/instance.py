@@ -17,6 +17,7 @@ from proxy.config.static import EntryPoint as EntryPointConfig
 from proxy.config.static import StaticConfig
 from proxy.http.exchange import Exchange
 from proxy.http.resolver import Resolver
+from proxy.http.server import HttpConnection
 from proxy.middlewares.retired import RetiredHandlers
 from proxy.observability import logging as turnout_logging
 from proxy.observability import prometheus
@@ -31,6 +32,8 @@ from proxy.runtime.entrypoint import Clock, EntryPoint
 from proxy.runtime.internal import with_internal_entrypoint
 from proxy.runtime.snapshot import PoolRegistry, Snapshot
 from proxy.services.healthcheck import HealthChecks
+from proxy.udp.build import udp_entrypoints
+from proxy.udp.server import UdpEntryPoint
 
 log = logging.getLogger("turnout")
 
@@ -220,14 +223,13 @@ class Instance:
         # One turn of the loop: each watcher's first step opens what it keeps
         # open (inotify, connections) before the entry points listen.
         await asyncio.sleep(0)
+        udp = udp_entrypoints(self.static)
         for name, config in entrypoint_configs(self.static).items():
-            if "/udp" in config.address.lower():
-                print(
-                    f"{self.static_file}: entryPoints.{name}.address: UDP entry points "
-                    "are not supported by Turnout yet",
-                    file=sys.stderr,
-                )
-                return 1
+            if name in udp:
+                udp_entrypoint = UdpEntryPoint(name, config, self.clock, snapshot)
+                udp_entrypoint.resolver = self.resolver
+                self.entrypoints[name] = udp_entrypoint  # type: ignore[assignment]
+                continue
             self.entrypoints[name] = EntryPoint(name, config, self.clock, snapshot, self.access_log)
             self.entrypoints[name].runtime = self  # what internal services read
             self.entrypoints[name].resolver = self.resolver
@@ -247,8 +249,11 @@ class Instance:
             assert entrypoint.server is not None
             for sock in entrypoint.server.sockets:
                 host, port = sock.getsockname()[:2]
-                log.info("entryPoint %s listening on %s", name, _format_address(host, port))
-        count = len(snapshot.routers)
+                udp_suffix = "/udp" if name in udp else ""
+                log.info(
+                    "entryPoint %s listening on %s%s", name, _format_address(host, port), udp_suffix
+                )
+        count = len(snapshot.routers) + len(snapshot.udp.router_configs)
         log.info("configuration loaded: %d router%s", count, "" if count == 1 else "s")
         if metrics is not None and metrics.stats_d is not None:
             self.statsd = StatsdPusher(metrics.stats_d, REGISTRY)
@@ -293,6 +298,8 @@ class Instance:
     def _in_flight(self) -> Iterator[Exchange]:
         for entrypoint in self.entrypoints.values():
             for conn in entrypoint.connections:
+                if not isinstance(conn, HttpConnection):
+                    continue  # a PROXY header being read, a UDP session: no exchange
                 for ex in (conn.receiving, conn.active, *conn.queue):
                     if isinstance(ex, Exchange):
                         yield ex

@@ -34,6 +34,8 @@ class CheckReport:
     tcp_routers: int = 0
     tcp_services: int = 0
     tcp_middlewares: int = 0
+    udp_routers: int = 0
+    udp_services: int = 0
     sources: list[tuple[str, str]] = field(default_factory=list)  # (provider, source)
 
     @property
@@ -51,6 +53,11 @@ class CheckReport:
                 f"{_count(self.tcp_services, 'service')}, "
                 f"{_count(self.tcp_middlewares, 'middleware')}"
             )
+        if self.udp_routers or self.udp_services:
+            text += (
+                f"; UDP: {_count(self.udp_routers, 'router')}, "
+                f"{_count(self.udp_services, 'service')}"
+            )
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,6 +71,7 @@ class CheckReport:
                 "services": self.tcp_services,
                 "middlewares": self.tcp_middlewares,
             },
+            "udp": {"routers": self.udp_routers, "services": self.udp_services},
             "errors": [_issue_dict(issue) for issue in self.errors],
             "warnings": [_issue_dict(issue) for issue in self.warnings],
             "sources": [{"provider": p, "source": s} for p, s in self.sources],
@@ -127,6 +135,8 @@ def fill_counts(report: CheckReport, snapshot: Snapshot) -> None:
     report.tcp_routers = len(snapshot.tcp.router_configs)
     report.tcp_services = len(snapshot.tcp.service_configs)
     report.tcp_middlewares = len(snapshot.tcp.middleware_configs)
+    report.udp_routers = len(snapshot.udp.router_configs)
+    report.udp_services = len(snapshot.udp.service_configs)
 
 
 def report_of(snapshot: Snapshot, issues: Sequence[ConfigIssue]) -> CheckReport:

@@ -42,6 +42,7 @@ from proxy.runtime.internal import default_entrypoints, internal_config, interna
 from proxy.services.healthcheck import HealthCheckError, compile_health_check, compile_passive
 from proxy.services.loadbalancer import LoadBalancer, Server
 from proxy.tcp.build import Sources, TcpBuild, build_tcp
+from proxy.udp.build import UdpRouting, build_udp, udp_entrypoints
 
 if TYPE_CHECKING:
     import asyncio
@@ -96,6 +97,7 @@ class Snapshot:
     # TCP routing: ``tcp.entries`` by entry point (only those with TCP routers), and
     # the configurations and targets that check, explain and the API read.
     tcp: TcpBuild = field(default_factory=TcpBuild)
+    udp: UdpRouting = field(default_factory=UdpRouting)
 
     @property
     def user_services(self) -> int:
@@ -307,7 +309,8 @@ class _Builder:
         self.handlers = handlers
         self.middleware_configs = middlewares
 
-        routes: dict[str, list[Route]] = {name: [] for name in entrypoints}
+        udp = udp_entrypoints(self.static)
+        routes: dict[str, list[Route]] = {name: [] for name in entrypoints if name not in udp}
         defaults = default_entrypoints(self.static, entrypoints)
         targets: dict[str, RouteTarget] = {}
         rules: dict[str, str] = {}
@@ -336,7 +339,12 @@ class _Builder:
                 router_configs[qualified] = router
                 path = f"http.routers.{name}"
                 for index, entrypoint in enumerate(router.entry_points):
-                    if entrypoint not in routes:
+                    if entrypoint in udp:
+                        self.issue(
+                            f"{path}.entryPoints[{index}]",
+                            f"entry point {entrypoint!r} is a UDP entry point",
+                        )
+                    elif entrypoint not in routes:
                         self.issue(
                             f"{path}.entryPoints[{index}]", f"unknown entry point {entrypoint!r}"
                         )
@@ -352,7 +360,7 @@ class _Builder:
         tcp = build_tcp(
             Sources(self._each, lambda: self.provider, self.issue, self.warn),
             self.static,
-            entrypoints,
+            [e for e in entrypoints if e not in udp],  # TCP routers never serve /udp ones
             previous.tcp.handlers if previous is not None else {},
         )
 
@@ -379,6 +387,7 @@ class _Builder:
                         self._rule_issue(router_name, str(error))
             by_routes[key] = table
             tables[entrypoint] = table
+        udp_routing = build_udp(self, entrypoints)
         return Snapshot(
             tables=tables,
             services=services,
@@ -393,6 +402,7 @@ class _Builder:
             route_lists=route_lists,
             handlers=handlers,
             tcp=tcp,
+            udp=udp_routing,
         )
 
     def _router(
@@ -664,9 +674,6 @@ class _Builder:
                         f"{path}.loadBalancer.servers[{index}].preservePath",
                         f"preservePath {UNSUPPORTED}",
                     )
-        for kind in ("routers", "services"):
-            for name in getattr(dynamic.udp, kind):
-                self.issue(f"udp.{kind}.{name}", f"UDP routing {UNSUPPORTED}")
         if dynamic.tls.certificates:
             self.issue("tls.certificates", f"TLS termination {UNSUPPORTED}")
 

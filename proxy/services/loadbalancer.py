@@ -14,7 +14,8 @@ The states are read with ``server_states()`` (the API, the dashboard and the
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from proxy.http.errors import ServiceUnavailable
 from proxy.http.exchange import forward_head
@@ -43,19 +44,50 @@ class Server:
         self.reason = ""
 
 
-class LoadBalancer:
-    __slots__ = (
-        "_current",
-        "_next",
-        "_total",
-        "_uniform",
-        "health",
-        "members",
-        "name",
-        "pass_host_header",
-        "passive",
-        "servers",
-    )
+class SmoothRotation:
+    """Smooth weighted round-robin over members that have an int ``weight``.
+
+    Weight 0 takes a member out of rotation, as in Traefik. Shared by HTTP load
+    balancers and the UDP services (servers, and services of a weighted one).
+    """
+
+    __slots__ = ("_current", "_next", "_total", "_uniform", "servers")
+
+    def __init__(self, members: Iterable[Any] = ()) -> None:
+        self.rotate(members)
+
+    def rotate(self, members: Iterable[Any]) -> None:
+        """Start a new rotation over ``members``."""
+        self.servers = [member for member in members if member.weight > 0]
+        self._current = [0] * len(self.servers)
+        self._total = sum(member.weight for member in self.servers)
+        self._uniform = len({member.weight for member in self.servers}) <= 1
+        self._next = 0
+
+    def pick(self) -> Any:
+        servers = self.servers
+        if not servers:
+            return None
+        if self._uniform:
+            # Equal weights: smooth WRR degenerates to plain rotation; skip the arithmetic.
+            index = self._next
+            self._next = (index + 1) % len(servers)
+            return servers[index]
+        current = self._current
+        best = 0
+        best_value = None
+        for index, server in enumerate(servers):
+            current[index] += server.weight
+            if best_value is None or current[index] > best_value:
+                best, best_value = index, current[index]
+        current[best] -= self._total
+        return servers[best]
+
+
+class LoadBalancer(SmoothRotation):
+    __slots__ = ("health", "members", "name", "pass_host_header", "passive")
+
+    servers: list[Server]  # the rotation: UP servers of weight > 0
 
     def __init__(
         self,
@@ -73,11 +105,7 @@ class LoadBalancer:
         self.passive = passive  # None: the answers of servers are not watched
         if passive is not None:
             passive.balancer = self
-        self.servers: list[Server] = []  # the rotation: UP servers of weight > 0
-        self._current: list[int] = []
-        self._total = 0
-        self._uniform = True
-        self._next = 0
+        super().__init__()
         self.rebuild()
 
     @property
@@ -103,31 +131,7 @@ class LoadBalancer:
 
     def rebuild(self) -> None:
         """Recompute the rotation from the members (after a change of their states)."""
-        # Weight 0 takes a server out of rotation, as in Traefik.
-        self.servers = [server for server in self.members if server.weight > 0 and server.up]
-        self._current = [0] * len(self.servers)
-        self._total = sum(server.weight for server in self.servers)
-        self._uniform = len({server.weight for server in self.servers}) <= 1
-        self._next = 0
-
-    def pick(self) -> Server | None:
-        servers = self.servers
-        if not servers:
-            return None
-        if self._uniform:
-            # Equal weights: smooth WRR degenerates to plain rotation; skip the arithmetic.
-            index = self._next
-            self._next = (index + 1) % len(servers)
-            return servers[index]
-        current = self._current
-        best = 0
-        best_value = None
-        for index, server in enumerate(servers):
-            current[index] += server.weight
-            if best_value is None or current[index] > best_value:
-                best, best_value = index, current[index]
-        current[best] -= self._total
-        return servers[best]
+        self.rotate([server for server in self.members if server.up])
 
     def serve(self, exchange: Exchange) -> None:
         server = self.pick()

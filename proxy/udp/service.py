@@ -1,0 +1,89 @@
+"""UDP services: which server a new session's datagrams go to.
+
+Traefik v3's UDP servers carry no weight (``udp.services.N.loadBalancer.servers``
+take turns), and weights come from ``weighted`` services, whose members may
+be load balancers or other weighted services. Both rotate with smooth weighted
+round-robin, shared with HTTP and TCP services. A choice is made once per
+session (per client address), never per datagram.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from proxy.services.loadbalancer import SmoothRotation
+
+
+class UdpServer:
+    __slots__ = ("address", "family", "host", "port", "weight")
+
+    def __init__(self, address: str, host: str, port: int) -> None:
+        self.address = address  # as configured, for logs
+        self.host = host
+        self.port = port
+        self.weight = 1
+        # An IP address is known at build time; a host name (family None) is
+        # resolved when a session opens.
+        self.family: int | None = None
+        for family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                socket.inet_pton(family, host)
+            except OSError:
+                continue
+            self.family = family
+            break
+
+
+class UdpLoadBalancer(SmoothRotation):
+    __slots__ = ("name",)
+
+    def __init__(self, name: str, servers: list[UdpServer]) -> None:
+        super().__init__(servers)
+        self.name = name
+
+    def next_server(self) -> UdpServer | None:
+        return self.pick()  # type: ignore[no-any-return]
+
+
+class WeightedMember:
+    __slots__ = ("service", "weight")
+
+    def __init__(self, service: UdpService, weight: int) -> None:
+        self.service = service
+        self.weight = weight
+
+
+class UdpWeighted(SmoothRotation):
+    __slots__ = ("name",)
+
+    def __init__(self, name: str, members: list[WeightedMember]) -> None:
+        super().__init__(members)
+        self.name = name
+
+    def next_server(self) -> UdpServer | None:
+        member = self.pick()
+        return None if member is None else member.service.next_server()
+
+
+UdpService = UdpLoadBalancer | UdpWeighted
+
+
+def parse_server_address(address: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` (Traefik's UDP server address); ValueError says why."""
+    text = address.strip()
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0 or text[close + 1 : close + 2] != ":":
+            raise ValueError(f"invalid address {address!r}: expected [host]:port")
+        host, port_text = text[1:close], text[close + 2 :]
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            raise ValueError(f"invalid address {address!r}: expected host:port")
+        if ":" in host:
+            raise ValueError(f"invalid address {address!r}: IPv6 hosts go in brackets")
+    if not host:
+        raise ValueError(f"invalid address {address!r}: no host")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"invalid address {address!r}: port must be 1-65535")
+    return host, int(port_text)
