@@ -19,6 +19,8 @@ from proxy.http.resolver import ResolveError
 from proxy.middlewares.chain import apply_response, run_request, upstream_error
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from proxy.http.server import HttpConnection
     from proxy.http.upstream import ServerPool, UpstreamConnection
     from proxy.middlewares.base import BodyFilter, ResponseHead
@@ -53,6 +55,7 @@ class Exchange:
     __slots__ = (
         "answered",
         "body_filter",
+        "body_waiter",
         "chain_pos",
         "chunked",
         "client_ip",
@@ -148,6 +151,8 @@ class Exchange:
         self.reached_backend = False  # the failed try had written to a backend
         # (passive health check, server) when the service watches its servers' answers.
         self.watched: tuple[PassiveHealthCheck, Server] | None = None
+        # Called once the request body is complete (a mirror waits for its copy).
+        self.body_waiter: Callable[[Exchange], None] | None = None
         # Middlewares (see proxy.middlewares.base)
         self.chain_pos = 0
         self.waiting_body = False
@@ -289,6 +294,9 @@ class Exchange:
         if self.chunked:
             self.send(LAST_CHUNK)
         self.request_done = True
+        if self.body_waiter is not None:
+            waiter, self.body_waiter = self.body_waiter, None
+            waiter(self)
         if self.upstream is not None and self.response_state == 0:
             self.conn.await_response(self)
         elif self.waiting_body:

@@ -37,6 +37,7 @@ from proxy.middlewares.base import BuildContext, Builder, BuildError, Handler
 from proxy.middlewares.chain import CompiledChain
 from proxy.observability.metrics import REGISTRY, RouteStats
 from proxy.rules import Route, RouterTable, build_table, default_priority
+from proxy.runtime.composite import SERVICE_TYPES, CompositeBuilder, kinds_of
 from proxy.runtime.internal import PROVIDER as INTERNAL_PROVIDER
 from proxy.runtime.internal import default_entrypoints, internal_config, internal_services
 from proxy.services.healthcheck import HealthCheckError, compile_health_check, compile_passive
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 
     from proxy.http.exchange import Exchange
     from proxy.http.resolver import Resolver
+    from proxy.services.base import HttpService
 
 UNSUPPORTED = "is not supported by Turnout yet"
 
@@ -59,7 +61,7 @@ class RouteTarget:
     """What a matched router leads to."""
 
     router: str
-    service: LoadBalancer | None
+    service: HttpService | None
     internal: Callable[[Exchange], None] | None
     response_timeout: float
     chain: CompiledChain | None = None  # None: no middleware, the service is called directly
@@ -79,7 +81,7 @@ class ProviderConfig:
 @dataclass(slots=True)
 class Snapshot:
     tables: dict[str, RouterTable]
-    services: dict[str, LoadBalancer | Callable[[Exchange], None]]
+    services: dict[str, HttpService | Callable[[Exchange], None]]
     routers: dict[str, RouteTarget]
     rules: dict[str, str] = field(default_factory=dict)
     # Off the hot path: what check, explain and the API read.
@@ -246,6 +248,7 @@ class _Builder:
         transports: dict[str, ServersTransport] = {}
         middlewares: dict[str, Middleware] = {}
         service_configs: dict[str, Service] = {}
+        origins: dict[str, str] = {}
         for dynamic in self._each():
             self._refuse_unsupported(dynamic)
             http = dynamic.http
@@ -255,10 +258,18 @@ class _Builder:
                 middlewares[qualify(name, self.provider)] = middleware
             for name, service in http.services.items():
                 service_configs[qualify(name, self.provider)] = service
+                origins[qualify(name, self.provider)] = self.source
+                kinds = kinds_of(service)
+                if len(kinds) > 1:
+                    # Traefik: "multi-types service not supported".
+                    self.issue(
+                        f"http.services.{name}",
+                        f"a service has one type; found {', '.join(kinds)}",
+                    )
         for dynamic in self._each():
             self._check_chains(dynamic, middlewares)
 
-        services: dict[str, LoadBalancer | Callable[[Exchange], None]] = dict(
+        services: dict[str, HttpService | Callable[[Exchange], None]] = dict(
             internal_services(self.static)
         )
         timeouts: dict[str, float] = {}
@@ -267,14 +278,7 @@ class _Builder:
             for name, service in dynamic.http.services.items():
                 path = f"http.services.{name}"
                 if service.load_balancer is None:
-                    if not any(
-                        (
-                            service.weighted,
-                            service.mirroring,
-                            service.failover,
-                            service.highest_random_weight,
-                        )
-                    ):
+                    if not kinds_of(service):
                         self.issue(
                             path,
                             "a service needs one of loadBalancer, weighted, "
@@ -298,6 +302,13 @@ class _Builder:
                 services[qualified] = balancer
                 timeouts[qualified] = timeout
                 balancer_keys[qualified] = key
+        CompositeBuilder(
+            service_configs,
+            origins,
+            services,
+            previous.services if previous is not None else None,
+            lambda source, path, message: self.issues.append(ConfigIssue(source, path, message)),
+        ).build_all()
 
         handlers: dict[str, tuple[bytes, Handler]] = {}
         registry = load_all()
@@ -321,12 +332,12 @@ class _Builder:
                 target = self._router(name, router, services, service_configs, middlewares)
                 if target is None:
                     continue
-                if isinstance(target.service, LoadBalancer):
+                if target.service is not None:
                     target = RouteTarget(
                         target.router,
                         target.service,
                         None,
-                        timeouts.get(target.service.name, 0.0),
+                        _response_timeout(target.service, timeouts),
                         target.chain,
                         target.stats,
                     )
@@ -409,7 +420,7 @@ class _Builder:
         self,
         name: str,
         router: Router,
-        services: dict[str, LoadBalancer | Callable[[Exchange], None]],
+        services: dict[str, HttpService | Callable[[Exchange], None]],
         service_configs: dict[str, Service],
         middlewares: dict[str, Middleware],
     ) -> RouteTarget | None:
@@ -449,9 +460,9 @@ class _Builder:
             or (self.static.metrics is not None and self.static.metrics.add_internals)
         )
         stats = REGISTRY.route(qualified, service_name) if counted else None
-        if isinstance(service, LoadBalancer):
+        if isinstance(service, SERVICE_TYPES):
             return RouteTarget(qualified, service, None, 0.0, compiled, stats)
-        return RouteTarget(qualified, None, service, 0.0, compiled, stats)
+        return RouteTarget(qualified, None, service, 0.0, compiled, stats)  # type: ignore[arg-type]
 
     def _flatten(self, qualified: str, into: list[Handler], depth: int) -> bool:
         """Append the handlers a middleware stands for (a chain: its members, in order)."""
@@ -475,7 +486,7 @@ class _Builder:
         name: str,
         config: Middleware,
         registry: dict[str, Builder],
-        services: dict[str, LoadBalancer | Callable[[Exchange], None]],
+        services: dict[str, HttpService | Callable[[Exchange], None]],
     ) -> tuple[bytes, Handler] | None:
         """Build one middleware; None when refused (the issue is recorded) or a chain."""
         path = f"http.middlewares.{name}"
@@ -648,14 +659,14 @@ class _Builder:
                 self.issue(f"http.routers.{name}.tls", f"TLS termination {UNSUPPORTED}")
         for name, service in http.services.items():
             path = f"http.services.{name}"
-            for key, value in (
-                ("weighted", service.weighted),
-                ("mirroring", service.mirroring),
-                ("failover", service.failover),
-                ("highestRandomWeight", service.highest_random_weight),
-            ):
-                if value is not None:
-                    self.issue(f"{path}.{key}", f"{key} services {UNSUPPORTED}")
+            if service.highest_random_weight is not None:
+                self.issue(
+                    f"{path}.highestRandomWeight", f"highestRandomWeight services {UNSUPPORTED}"
+                )
+            if service.weighted is not None and service.weighted.sticky is not None:
+                self.issue(f"{path}.weighted.sticky", f"sticky {UNSUPPORTED}")
+            if service.failover is not None and service.failover.errors is not None:
+                self.issue(f"{path}.failover.errors", f"failover on errors {UNSUPPORTED}")
             if service.middlewares:
                 self.issue(f"{path}.middlewares", f"middlewares {UNSUPPORTED}")
             balancer = service.load_balancer
@@ -676,6 +687,16 @@ class _Builder:
                     )
         if dynamic.tls.certificates:
             self.issue("tls.certificates", f"TLS termination {UNSUPPORTED}")
+
+
+def _response_timeout(service: HttpService, timeouts: dict[str, float]) -> float:
+    """responseHeaderTimeout of a route: the longest of the load balancers it may reach.
+
+    0 (none) if any of them has none: a request must not be cut shorter than
+    the transport of the server it ends on allows.
+    """
+    found = [timeouts.get(balancer.name, 0.0) for balancer in service.balancers()]
+    return 0.0 if not found or 0.0 in found else max(found)
 
 
 def _carry_health(old: LoadBalancer, new: LoadBalancer) -> None:

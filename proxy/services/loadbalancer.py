@@ -21,6 +21,8 @@ from proxy.http.errors import ServiceUnavailable
 from proxy.http.exchange import forward_head
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from proxy.http.exchange import Exchange
     from proxy.http.upstream import ServerPool
     from proxy.services.healthcheck import HealthCheckSpec, PassiveHealthCheck
@@ -132,6 +134,13 @@ class LoadBalancer(SmoothRotation):
     def rebuild(self) -> None:
         """Recompute the rotation from the members (after a change of their states)."""
         self.rotate([server for server in self.members if server.up])
+
+    def pick_server(self) -> tuple[LoadBalancer, Server] | None:
+        server = self.pick()
+        return None if server is None else (self, server)
+
+    def balancers(self) -> Iterator[LoadBalancer]:
+        yield self
 
     def serve(self, exchange: Exchange) -> None:
         server = self.pick()

@@ -13,7 +13,6 @@ import time
 import pytest
 
 from tests.integration.harness import (
-    BackendProcess,
     dynamic_for,
     get,
     ok_response,
@@ -36,20 +35,6 @@ def answered_by(port: int, count: int) -> list[str]:
         response = get(port)
         names.append(response.header("X-Backend") or str(response.status))
     return names
-
-
-@pytest.fixture
-def processes():
-    started: list[BackendProcess] = []
-
-    def make(name: str, port: int = 0) -> BackendProcess:
-        process = BackendProcess(name, port=port)
-        started.append(process)
-        return process
-
-    yield make
-    for process in started:
-        process.stop()
 
 
 def test_dead_server_leaves_rotation_within_interval_plus_timeout_and_returns(processes, turnout):
