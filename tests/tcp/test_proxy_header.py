@@ -9,6 +9,7 @@ be told apart from the proxy in front (127.0.0.1).
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.tcp.proxy_protocol import encode_v1, encode_v2
+from proxy.tcp.proxy_protocol import HeaderParser, ProxyHeader, encode_v1, encode_v2
 from tests.integration.conftest import backend, turnout  # noqa: F401  (fixtures)
 from tests.integration.harness import (
     REPO,
@@ -260,3 +261,55 @@ def test_behind_haproxy_the_backend_sees_the_original_client(
                 assert reader.read().status == 200
                 assert app.requests[-1].header("X-Forwarded-For") == source
     assert b"PROXY" not in app.raw_bytes and b"QUIT" not in app.raw_bytes
+
+
+def test_tcp_routers_behind_haproxy_see_and_pass_on_the_original_client(
+    turnout: Callable[..., Turnout],  # noqa: F811
+    backend: Callable[..., Backend],  # noqa: F811
+    haproxy: Callable[[int, str], int],
+) -> None:
+    """HAProxy (send-proxy-v2) -> Turnout TCP router -> backend with a PROXY v1 header.
+
+    The TCP front gets the client from the header: ClientIP rules route on it,
+    and the header Turnout sends to the backend names it, not HAProxy.
+    """
+    connections: dict[str, list[bytearray]] = {"vip": [], "other": []}
+
+    def recorder(name: str):  # type: ignore[no-untyped-def]
+        async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            received = bytearray()
+            connections[name].append(received)
+            while data := await reader.read(65536):
+                received.extend(data)
+                writer.write(name.encode())
+                await writer.drain()
+            writer.close()
+
+        return record
+
+    vip, other = backend(raw=recorder("vip")), backend(raw=recorder("other"))
+    dynamic = (
+        '[tcp.routers.vip]\nrule = "ClientIP(`127.0.0.2`)"\nservice = "vip"\n'
+        '[tcp.routers.other]\nrule = "HostSNI(`*`)"\nservice = "other"\n'
+        + "".join(
+            f'[tcp.services.{name}.loadBalancer]\nserversTransport = "pp"\n'
+            f'[[tcp.services.{name}.loadBalancer.servers]]\naddress = "127.0.0.1:{port}"\n'
+            for name, port in (("vip", vip.port), ("other", other.port))
+        )
+        + "[tcp.serversTransports.pp.proxyProtocol]\nversion = 1\n"
+    )
+    proxy = turnout(dynamic, entrypoint_extra=TRUSTED)
+    front = haproxy(proxy.port, "send-proxy-v2")
+    for source, name in (("127.0.0.2", "vip"), ("127.0.0.5", "other")):
+        with socket.socket() as sock:
+            sock.bind((source, 0))
+            sock.connect(("127.0.0.1", front))
+            sock.settimeout(5)
+            sock.sendall(b"hello")
+            assert sock.recv(100) == name.encode()
+            port = sock.getsockname()[1]
+        received = bytes(connections[name][-1])
+        header = HeaderParser().feed(received)
+        assert isinstance(header, ProxyHeader)
+        assert header.source == (source, port)
+        assert received.endswith(b"hello")
