@@ -19,13 +19,13 @@ from proxy.config.dynamic import UDPRouter, UDPService
 from proxy.config.load import ConfigIssue
 from proxy.config.static import AddressError, StaticConfig, parse_address
 from proxy.runtime.internal import default_entrypoints
+from proxy.tcp.service import split_address
 from proxy.udp.service import (
     UdpLoadBalancer,
     UdpServer,
     UdpService,
     UdpWeighted,
     WeightedMember,
-    parse_server_address,
 )
 
 if TYPE_CHECKING:
@@ -194,10 +194,13 @@ class _UdpBuilder:
         ok = True
         for index, server in enumerate(balancer.servers):
             try:
-                host, port = parse_server_address(server.address)
+                # Traefik's UDP and TCP server addresses are both Go's host:port.
+                host, port = split_address(server.address)
             except ValueError as error:
                 self.issue(
-                    definition.source, f"{path}.loadBalancer.servers[{index}].address", str(error)
+                    definition.source,
+                    f"{path}.loadBalancer.servers[{index}].address",
+                    f"invalid address {server.address!r}: {error}",
                 )
                 ok = False
                 continue

@@ -66,24 +66,3 @@ class UdpWeighted(SmoothRotation):
 
 
 UdpService = UdpLoadBalancer | UdpWeighted
-
-
-def parse_server_address(address: str) -> tuple[str, int]:
-    """``host:port`` or ``[v6]:port`` (Traefik's UDP server address); ValueError says why."""
-    text = address.strip()
-    if text.startswith("["):
-        close = text.find("]")
-        if close < 0 or text[close + 1 : close + 2] != ":":
-            raise ValueError(f"invalid address {address!r}: expected [host]:port")
-        host, port_text = text[1:close], text[close + 2 :]
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep:
-            raise ValueError(f"invalid address {address!r}: expected host:port")
-        if ":" in host:
-            raise ValueError(f"invalid address {address!r}: IPv6 hosts go in brackets")
-    if not host:
-        raise ValueError(f"invalid address {address!r}: no host")
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"invalid address {address!r}: port must be 1-65535")
-    return host, int(port_text)

@@ -152,11 +152,11 @@ def test_configuration_errors_name_their_keys() -> None:
         "udp.routers.no-service.service: a router needs a service",
         "udp.routers.unknown-service.service: unknown UDP service 'missing'",
         "udp.services.bad-address.loadBalancer.servers[0].address: invalid address "
-        "'127.0.0.1': expected host:port",
+        "'127.0.0.1': missing port in address",
         "udp.services.bad-address.loadBalancer.servers[1].address: invalid address "
         "'[::1:53': expected [host]:port",
         "udp.services.bad-address.loadBalancer.servers[2].address: invalid address "
-        "'host:0': port must be 1-65535",
+        "'host:0': invalid port '0'",
         "udp.services.bad-address.loadBalancer.servers[3].address: invalid address ':53': no host",
         "udp.services.both: a UDP service needs exactly one of loadBalancer, weighted",
         "udp.services.neither: a UDP service needs exactly one of loadBalancer, weighted",

@@ -1,37 +1,13 @@
-"""UDP server addresses and the rotation a new session's server comes from."""
+"""The rotation a new UDP session's server comes from."""
 
 from __future__ import annotations
-
-import pytest
 
 from proxy.udp.service import (
     UdpLoadBalancer,
     UdpServer,
     UdpWeighted,
     WeightedMember,
-    parse_server_address,
 )
-
-
-@pytest.mark.parametrize(
-    ("address", "parsed"),
-    [
-        ("127.0.0.1:53", ("127.0.0.1", 53)),
-        ("dns.internal:5353", ("dns.internal", 5353)),
-        ("[::1]:53", ("::1", 53)),
-        (" [2001:db8::5]:65535 ", ("2001:db8::5", 65535)),
-    ],
-)
-def test_addresses(address: str, parsed: tuple[str, int]) -> None:
-    assert parse_server_address(address) == parsed
-
-
-@pytest.mark.parametrize(
-    "address", ["", "127.0.0.1", ":53", "::1:53", "[::1]53", "h:65536", "h:0", "h:x", "h:-1"]
-)
-def test_bad_addresses(address: str) -> None:
-    with pytest.raises(ValueError, match="invalid address"):
-        parse_server_address(address)
 
 
 def servers(*ports: int) -> UdpLoadBalancer:
