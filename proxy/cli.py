@@ -23,6 +23,7 @@ from proxy.config.dynamic import DynamicConfig
 from proxy.config.load import (
     ConfigError,
     ConfigIssue,
+    check_static,
     load_dynamic,
     load_dynamic_directory,
     load_static,
@@ -116,7 +117,9 @@ def _load(config: str | None) -> tuple[StaticConfig, str, Path | None]:
         defaults = resources.files("proxy") / "defaults"
         path = Path(str(defaults / "turnout.toml"))
         return load_static(path), "<embedded default>", path.parent
-    return load_static(config), config, None
+    static = load_static(config)
+    check_static(static, config)
+    return static, config, None
 
 
 def _print_issues(error: ConfigError) -> None:

@@ -197,12 +197,16 @@ def test_remote_providers_are_read_only_with_live(tmp_path, capsys) -> None:  # 
 )
 def test_traefiks_own_file_provider_fixtures(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     """Real Traefik v3 dynamic files pass, or fail only on what the README lists as unsupported
-    (TLS, TCP/UDP, Go templates) or on what Traefik itself rejects (a router without a rule)."""
+    (TLS termination, Go templates) or on what Traefik itself rejects: a router without a
+    rule, a TCP/UDP server address it cannot dial ("http://172.17.0.9:80": Traefik logs an
+    error and drops the server), a UDP router with no UDP entry point (Traefik disables it)."""
     static = write(tmp_path, "")
     allowed = (
         "not supported by Turnout yet",
         "Go templates are not supported",
         "a router needs a rule",
+        "address: invalid address 'http://",
+        "no UDP entry point to serve this router",
     )
     checked = 0
     for fixture in sorted(FIXTURES.glob("*/*")):
@@ -235,3 +239,18 @@ def test_exit_codes_as_a_process(tmp_path) -> None:  # type: ignore[no-untyped-d
         timeout=60,
     )
     assert result.returncode == 2
+
+
+def test_unusable_trusted_ips_are_refused_with_their_key(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Traefik's reference files decode (placeholders and all); using them is refused."""
+    static = tmp_path / "static.toml"
+    static.write_text(
+        '[entryPoints.web]\naddress = "127.0.0.1:0"\n'
+        '[entryPoints.web.forwardedHeaders]\ntrustedIPs = ["10.0.0.0/8", "foobar"]\n'
+    )
+    assert main(["check", "-c", str(static)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        f"{static}:4: entryPoints.web.forwardedHeaders.trustedIPs[1]: "
+        "'foobar' is not an IP address or CIDR range"
+    ) in err

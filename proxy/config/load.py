@@ -60,6 +60,7 @@ __all__ = [
     "CONFIG_EXTENSIONS",
     "ConfigError",
     "ConfigIssue",
+    "check_static",
     "decode_dynamic",
     "decode_static",
     "decode_struct",
@@ -121,11 +122,20 @@ def load_static(path: str | Path) -> StaticConfig:
         static = decode_static(raw, file)
     except ConfigError as error:
         raise ConfigError(attach_lines(error.issues)) from None
+    return static
+
+
+def check_static(static: StaticConfig, path: str | Path) -> None:
+    """Refuse values that decode but cannot be used (before ``run`` or ``check``).
+
+    Separate from ``load_static``: decoding accepts every file Traefik's own
+    reference decodes (its placeholders, such as ``trustedIPs = ["foobar"]``,
+    included), while Traefik refuses to start on them, as Turnout does here.
+    """
     problems = entry_point_problems(static)
     if problems:
-        issues = [ConfigIssue(file, path, message) for path, message in problems]
+        issues = [ConfigIssue(str(path), key, message) for key, message in problems]
         raise ConfigError(attach_lines(issues))
-    return static
 
 
 def load_dynamic(path: str | Path) -> DynamicConfig:

@@ -201,14 +201,17 @@ def entry_point_problems(static: "StaticConfig") -> list[tuple[str, str]]:
     problems = []
     for name, entrypoint in static.entry_points.items():
         prefix = f"entryPoints.{name}"
+        lists = [("forwardedHeaders", entrypoint.forwarded_headers.trusted_ips)]
         if entrypoint.proxy_protocol is not None:
-            for index, entry in enumerate(entrypoint.proxy_protocol.trusted_ips):
+            lists.append(("proxyProtocol", entrypoint.proxy_protocol.trusted_ips))
+        for section, entries in lists:
+            for index, entry in enumerate(entries):
                 try:
                     ipaddress.ip_network(entry.strip(), strict=False)
                 except ValueError:
                     problems.append(
                         (
-                            f"{prefix}.proxyProtocol.trustedIPs[{index}]",
+                            f"{prefix}.{section}.trustedIPs[{index}]",
                             f"{entry!r} is not an IP address or CIDR range",
                         )
                     )

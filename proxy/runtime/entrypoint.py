@@ -68,7 +68,7 @@ class EntryPoint:
         forwarded = config.forwarded_headers
         self.insecure = forwarded.insecure
         self.trusted_networks = [
-            ipaddress.ip_network(entry, strict=False) for entry in forwarded.trusted_ips
+            ipaddress.ip_network(entry.strip(), strict=False) for entry in forwarded.trusted_ips
         ]
         self.forwarded_server = b"X-Forwarded-Server: " + socket.gethostname().encode() + b"\r\n"
         pp = config.proxy_protocol
