@@ -9,9 +9,13 @@ of kernel time and of the noise of a shared machine, so optimisations of the hot
 path can be compared to a fraction of a microsecond.
 
     python -m benchmarks.hotpath [--requests 200000] [--profile] [--metrics on|off|both]
+                                 [--chain]
 
 ``--metrics both`` (the default) measures with the metrics registry counting
 (Traefik's default ``entryPoints.N.observability.metrics = true``) and without.
+``--chain`` measures the bare router and the same router behind the
+``middlewares`` scenario's chain (headers, stripPrefix, rateLimit never
+reached, compress on a response too small to compress), interleaved.
 """
 
 from __future__ import annotations
@@ -72,9 +76,24 @@ class MemoryTransport:
         pass
 
 
+# The ``middlewares`` scenario's chain (benchmarks/targets.py), as decoded configuration.
+CHAIN: dict[str, object] = {
+    "bench-headers": {
+        "headers": {
+            "customRequestHeaders": {"X-Bench-Request": "1"},
+            "customResponseHeaders": {"X-Bench-Response": "1"},
+        }
+    },
+    "strip-api": {"stripPrefix": {"prefixes": ["/api"]}},
+    "rate-limit": {"rateLimit": {"average": 100_000_000, "burst": 100_000_000}},
+    "compress": {"compress": {}},
+}
+
+
 def setup(
     routers: int = 1,
     metrics: bool = True,
+    chain: bool = False,
 ) -> tuple[HttpConnection, UpstreamConnection, MemoryTransport, MemoryTransport]:
     loop = asyncio.new_event_loop()
     static = StaticConfig()
@@ -88,6 +107,11 @@ def setup(
             "services": {"app": {"loadBalancer": {"servers": [{"url": "http://127.0.0.1:8081"}]}}},
         }
     }
+    if chain:
+        http = raw["http"]
+        assert isinstance(http, dict)
+        http["middlewares"] = CHAIN
+        http["routers"]["bench"]["middlewares"] = list(CHAIN)
     dynamic: DynamicConfig = decode_dynamic(raw, "bench")
     pools = PoolRegistry(loop, Resolver())
     snapshot, issues = build_snapshot(dynamic, static, entrypoints=["web"], pools=pools)
@@ -105,9 +129,9 @@ def setup(
     return client, upstream, client_transport, upstream_transport
 
 
-def run(requests: int, routers: int = 1, metrics: bool = True) -> float:
+def run(requests: int, routers: int = 1, metrics: bool = True, chain: bool = False) -> float:
     """Seconds of Python per request."""
-    client, upstream, client_out, upstream_out = setup(routers, metrics)
+    client, upstream, client_out, upstream_out = setup(routers, metrics, chain)
     # One request checked in full, so the loop below measures a working path.
     client.data_received(REQUEST)
     assert upstream_out.written and upstream_out.written[-1].startswith(b"GET / HTTP/1.1\r\n")
@@ -131,7 +155,19 @@ def main() -> None:
     parser.add_argument("--routers", type=int, default=1)
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the loop")
     parser.add_argument("--metrics", choices=("on", "off", "both"), default="both")
+    parser.add_argument("--chain", action="store_true", help="bare router vs the chain")
     args = parser.parse_args()
+    if args.chain:
+        metrics = args.metrics != "off"
+        best = {False: float("inf"), True: float("inf")}
+        for _ in range(3):
+            for chained in (False, True):
+                cost = run(args.requests, args.routers, metrics, chained)
+                best[chained] = min(best[chained], cost)
+        bare, chained_cost = best[False] * 1e6, best[True] * 1e6
+        print(f"{bare:.2f} µs of Python per request, bare router")
+        print(f"{chained_cost:.2f} µs with the chain (+{chained_cost - bare:.2f} µs)")
+        return
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()

@@ -14,11 +14,13 @@ if TYPE_CHECKING:
 class CompiledChain:
     """The handlers of one router, in order, with the hooks each phase needs precomputed."""
 
-    __slots__ = ("finishers", "handlers", "has_responders", "retriers")
+    __slots__ = ("all_responders", "finishers", "handlers", "has_responders", "retriers")
 
     def __init__(self, handlers: tuple[Handler, ...]) -> None:
         self.handlers = handlers
         self.has_responders = any(h.has_response for h in handlers)
+        # Every response of the service meets these, innermost first: computed once.
+        self.all_responders = tuple(h for h in reversed(handlers) if h.has_response)
         self.finishers = tuple(h for h in handlers if h.has_done)
         # Innermost first: the retry closest to the service decides first.
         self.retriers = tuple(h for h in reversed(handlers) if h.has_upstream_error)
@@ -196,7 +198,7 @@ def apply_response(ex: Exchange, status: int, lines: list[bytes]) -> ResponseHea
     route = ex.route
     assert route is not None and route.chain is not None
     head = ResponseHead(status, lines)
-    for handler in route.chain.responders(len(route.chain.handlers)):
+    for handler in route.chain.all_responders:
         handler.on_response(ex, head)
     return head
 

@@ -32,7 +32,14 @@ from typing import TYPE_CHECKING
 from proxy.config.dynamic import Headers
 from proxy.http.headers import FORWARDED, has_ctl, is_token
 from proxy.middlewares import register
-from proxy.middlewares.base import Answer, BuildContext, BuildError, Handler, ResponseHead
+from proxy.middlewares.base import (
+    Answer,
+    BuildContext,
+    BuildError,
+    Handler,
+    ResponseHead,
+    header_line,
+)
 from proxy.middlewares.goregexp import GoRegexp, RegexpError
 
 if TYPE_CHECKING:
@@ -119,8 +126,8 @@ class HeadersHandler(Handler):
         "origin_regexes",
         "preflight_headers",
         "public_key",
-        "request_headers",
-        "response_headers",
+        "request_edits",
+        "response_edits",
         "secure_headers",
         "ssl_host",
         "ssl_proxy_headers",
@@ -134,8 +141,26 @@ class HeadersHandler(Handler):
         super().__init__(name)
         development = config.is_development
         # Outer layer: custom headers and CORS.
-        self.request_headers = tuple(config.custom_request_headers.items())
-        self.response_headers = tuple(config.custom_response_headers.items())
+        # Precomputed edits (names and values are checked by the builder):
+        # (lower name, field to add or None to delete, name, value, through
+        # _set_request_header because the engine writes that header itself).
+        self.request_edits = tuple(
+            (
+                name.lower().encode("latin-1"),
+                (name.lower().encode("latin-1"), name.encode("latin-1"), value.encode("utf-8"))
+                if value
+                else None,
+                name,
+                value,
+                name.lower().encode("latin-1") in FORWARDED or name.lower() == "host",
+            )
+            for name, value in config.custom_request_headers.items()
+        )
+        # (b"lower-name:", the line to add or None to delete)
+        self.response_edits = tuple(
+            (name.lower().encode("latin-1") + b":", header_line(name, value) if value else None)
+            for name, value in config.custom_response_headers.items()
+        )
         self.has_cors = _has_cors(config)
         self.origin_list = tuple(config.access_control_allow_origin_list)
         self.origin_regexes = origin_regexes
@@ -209,8 +234,14 @@ class HeadersHandler(Handler):
             origin = _first(ex, "origin")
             if origin and _first(ex, "access-control-request-method"):
                 return self._preflight(origin)
-        for name, value in self.request_headers:
-            _set_request_header(ex, name, value)
+        for lname, field, name, value, special in self.request_edits:
+            if special:
+                _set_request_header(ex, name, value)
+                continue
+            fields = [f for f in ex.fields if f[0] != lname]
+            if field is not None:
+                fields.append(field)
+            ex.fields = fields
         if not self.checks_host:
             return None
         host = self._host(ex)
@@ -294,11 +325,12 @@ class HeadersHandler(Handler):
         self._outer_response(ex, head)
 
     def _outer_response(self, ex: Exchange, head: ResponseHead) -> None:
-        for name, value in self.response_headers:
-            if value:
-                head.set(name, value)
-            else:
-                head.remove(name)
+        for key, line in self.response_edits:
+            size = len(key)
+            lines = [held for held in head.lines if held[:size].lower() != key]
+            if line is not None:
+                lines.append(line)
+            head.lines = lines
         if not self.has_cors:
             return
         match = self._allowed_origin(_first(ex, "origin"))
