@@ -512,7 +512,7 @@ class Exchange:
                 parts.append(data)
                 size = sum(len(part) for part in parts)
                 if size < head.sniff_size:
-                    if len(parts) == 1:
+                    if len(parts) == 1 and not head.sniff_hold:
                         asyncio.get_running_loop().call_later(HOLD_FLUSH, self.release_held)
                     return  # bounded: sniff_size plus one read
                 data = b"".join(parts)

@@ -37,7 +37,8 @@ empty body) arrive, and the function may still change the head (contentType).
 ``head.sniff_size`` asks for more than the first read: the head and the body
 are held until that many bytes, the end of the body, or 100 ms after the
 first bytes (Go's reverse proxy flushes that often), whichever comes first
-(compress deciding on ``minResponseBodyBytes``).
+(compress deciding on ``minResponseBodyBytes``); ``head.sniff_hold`` waits
+without the 100 ms limit (buffering bounding a response by its size).
 
 ``on_upstream_error(ex, error)`` runs, innermost first, when the backend failed
 before any byte of the response was sent to the client; returning True keeps
@@ -114,7 +115,7 @@ class ResponseHead:
     Setting ``body_filter`` makes the engine drop Content-Length and re-frame.
     """
 
-    __slots__ = ("body_filter", "lines", "replaced", "sniff", "sniff_size", "status")
+    __slots__ = ("body_filter", "lines", "replaced", "sniff", "sniff_hold", "sniff_size", "status")
 
     def __init__(self, status: int, lines: list[bytes]) -> None:
         self.status = status
@@ -123,6 +124,7 @@ class ResponseHead:
         self.replaced = False
         self.sniff: Callable[[ResponseHead, bytes], None] | None = None
         self.sniff_size = 1  # body bytes ``sniff`` wants to see (see the module notes)
+        self.sniff_hold = False  # True: no 100 ms flush, wait for sniff_size or the end
 
     def replace(self) -> None:
         """Drop the backend's response; the handler answers with ``chain.answer_from``."""
@@ -147,7 +149,13 @@ class ResponseHead:
         self.lines.append(header_line(name, value))
 
 
-def add_sniff(head: ResponseHead, sniff: Callable[[ResponseHead, bytes], None], size: int) -> None:
+def add_sniff(
+    head: ResponseHead,
+    sniff: Callable[[ResponseHead, bytes], None],
+    size: int,
+    *,
+    hold: bool = False,
+) -> None:
     """Hold the head for ``size`` body bytes and call ``sniff``, after any sniff set before.
 
     Handlers set theirs innermost first: an inner contentType has named the
@@ -155,6 +163,7 @@ def add_sniff(head: ResponseHead, sniff: Callable[[ResponseHead, bytes], None], 
     """
     before = head.sniff
     head.sniff_size = max(head.sniff_size, size)
+    head.sniff_hold = head.sniff_hold or hold
     if before is None:
         head.sniff = sniff
         return

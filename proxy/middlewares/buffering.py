@@ -9,15 +9,24 @@ so without a maximum a larger body is streamed to the service instead.
 A chunked body is watched every 10 ms while it arrives (the engine has no
 body-size callback yet).
 
-Response side: a response whose Content-Length is over
-``maxResponseBodyBytes`` becomes a 500, as Traefik answers. Responses are
-not buffered (they stream), so one without Content-Length is not checked.
-``retryExpression`` is refused as not supported yet.
+Response side: a response over ``maxResponseBodyBytes`` becomes a 500, as
+Traefik answers: at once when its Content-Length says so; without one, the
+head and up to that many bytes are held in memory until the body ends within
+the limit (then sent) or passes it (then the 500). Responses within the limit
+are not held otherwise (they stream), and are never spilled to a file.
+
+``retryExpression`` (oxy's predicate, see ``proxy.middlewares.retry_expression``)
+sends the request again, with its held body, while the expression holds after
+a try the service could not answer (``IsNetworkError()``: a 502 or 504 the
+proxy produced), at most 10 tries as oxy. A response the backend did send is
+not retried: responses stream, so ``ResponseCode()`` only ever sees those 502
+and 504.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import TYPE_CHECKING
 
 from proxy.config.dynamic import Buffering
@@ -32,13 +41,16 @@ from proxy.middlewares.base import (
     Handler,
     Pending,
     ResponseHead,
+    add_sniff,
 )
-from proxy.middlewares.chain import answer, resume
+from proxy.middlewares.chain import answer, redispatch, resume
+from proxy.middlewares.retry_expression import Attempt, ExpressionError, Predicate, parse
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
 
 POLL = 0.01  # seconds between two looks at a chunked body
+MAX_TRIES = 10  # oxy's buffer: DefaultMaxRetryAttempts
 PLAIN = [(b"Content-Type", b"text/plain; charset=utf-8")]
 TOO_LARGE = Answer(413, PLAIN, b"Request Entity Too Large")
 ERROR_LINES = [b"Content-Type: text/plain; charset=utf-8\r\n"]
@@ -117,10 +129,53 @@ class BufferingHandler(Handler):
         if not self.max_response:
             return
         length = head.get("Content-Length")
-        if length is not None and length.isdigit() and int(length) > self.max_response:
+        if length is None:
+            if not ex.is_head and head.status >= 200 and head.status not in (204, 304):
+                # Unknown size: hold up to the limit, and one byte more to know it passed.
+                check = functools.partial(self._bound, ex)
+                add_sniff(head, check, self.max_response + 1, hold=True)
+            return
+        if length.isdigit() and int(length) > self.max_response:
             head.status = 500
             head.lines = list(ERROR_LINES)
             head.body_filter = Replace(b"Internal Server Error")
+
+    def _bound(self, ex: Exchange, head: ResponseHead, held: bytes) -> None:
+        if len(held) > self.max_response:
+            head.status = 500
+            head.lines = list(ERROR_LINES)
+            ex.body_filter = Replace(b"Internal Server Error")
+
+
+class RetryingBufferingHandler(BufferingHandler):
+    """With ``retryExpression``: the held body is kept, and sent again while it holds."""
+
+    __slots__ = ("retry", "tries")
+
+    def __init__(self, name: str, limits: tuple[int, int, int], retry: Predicate) -> None:
+        super().__init__(name, *limits)
+        self.retry = retry
+        self.tries: dict[Exchange, int] = {}
+
+    def on_request(self, ex: Exchange) -> Answer | Pending | None:
+        verdict = super().on_request(ex)
+        if verdict is not TOO_LARGE:
+            ex.keep_body(self.max_request or self.mem_request)
+        return verdict
+
+    def on_upstream_error(self, ex: Exchange, error: Exception) -> bool:
+        tries = self.tries.get(ex, 1)
+        status = getattr(error, "status", 502)
+        if tries >= MAX_TRIES or not self.retry(Attempt(ex.method, tries, status)):
+            return False
+        if not ex.rewind_body():
+            return False  # the body was too large to keep
+        self.tries[ex] = tries + 1
+        asyncio.get_running_loop().call_soon(redispatch, ex)
+        return True
+
+    def on_done(self, ex: Exchange, status: int) -> None:
+        self.tries.pop(ex, None)
 
 
 @register("buffering")
@@ -133,11 +188,15 @@ def build(name: str, config: Buffering, context: BuildContext) -> Handler:
     ):
         if value < 0:
             raise BuildError("must not be negative", key)
-    if config.retry_expression:
-        raise BuildError("retryExpression is not supported yet", "retryExpression")
-    return BufferingHandler(
-        name,
+    limits = (
         config.max_request_body_bytes,
         config.mem_request_body_bytes or 1048576,
         config.max_response_body_bytes,
     )
+    if config.retry_expression:
+        try:
+            retry = parse(config.retry_expression)
+        except ExpressionError as error:
+            raise BuildError(f"invalid expression: {error}", "retryExpression") from None
+        return RetryingBufferingHandler(name, limits, retry)
+    return BufferingHandler(name, *limits)

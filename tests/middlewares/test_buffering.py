@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,9 +28,18 @@ from tests.middlewares.traffic import (  # noqa: F401  (fixtures)
 )
 
 
+def chunked(*parts: bytes) -> bytes:
+    body = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in parts)
+    return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body + b"0\r\n\r\n"
+
+
 def respond(received: Received) -> bytes:
     if received.target == "/big":
         return ok_response(b"x" * 5000)
+    if received.target == "/big-chunked":
+        return chunked(b"x" * 2500, b"y" * 2500)
+    if received.target == "/fits-chunked":
+        return chunked(b"x" * 2000, b"y" * 2000)  # exactly maxResponseBodyBytes
     return ok_response(b"got %d" % len(received.body))
 
 
@@ -46,13 +56,50 @@ maxRequestBodyBytes = 1000
 maxResponseBodyBytes = 4000
 [http.middlewares.spill.buffering]
 memRequestBodyBytes = 1000
+[http.middlewares.retrying.buffering]
+retryExpression = "IsNetworkError() && Attempts() < 3"
 """
 
 
 @pytest.fixture(scope="module")
-def proxy(app: Backend, module_proxy: Callable[..., Turnout]) -> Turnout:
+def proxy(app: Backend, flaky: Backend, module_proxy: Callable[..., Turnout]) -> Turnout:
     routers = host_router("limited", ["limited"]) + host_router("spill", ["spill"])
-    return module_proxy(MIDDLEWARES + routers + service(app.url))
+    routers += host_router("retrying", ["retrying"]).replace('service = "app"', 'service = "flaky"')
+    return module_proxy(MIDDLEWARES + routers + service(app.url) + service(flaky.url, "flaky"))
+
+
+class Dropper:
+    """Reads each request whole, then resets the first ``drops`` connections."""
+
+    def __init__(self) -> None:
+        self.drops = 0
+        self.connections = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        body = await reader.readexactly(length)
+        if self.drops > 0:
+            self.drops -= 1
+            writer.transport.abort()
+            return
+        writer.write(ok_response(b"got " + body))
+        await writer.drain()
+        writer.close()
+
+
+DROPPER = Dropper()
+
+
+@pytest.fixture(scope="module")
+def flaky() -> Iterator[Backend]:
+    server = Backend(raw=DROPPER.handle).start()
+    yield server
+    server.stop()
 
 
 def post_head(host: str, extra: str) -> bytes:
@@ -127,6 +174,35 @@ def test_a_response_over_the_maximum_is_500(proxy: Turnout) -> None:
     assert get(proxy.port, "/big", host="spill.test").status == 200  # no maximum
 
 
+def test_a_response_without_length_is_bounded_too(proxy: Turnout) -> None:
+    big = get(proxy.port, "/big-chunked", host="limited.test")
+    assert (big.status, big.body) == (500, b"Internal Server Error")
+    fits = get(proxy.port, "/fits-chunked", host="limited.test")
+    assert fits.status == 200
+    assert fits.body == b"x" * 2000 + b"y" * 2000
+    assert get(proxy.port, "/big-chunked", host="spill.test").status == 200  # no maximum
+
+
+def test_retry_expression_sends_the_held_body_again(proxy: Turnout, flaky: Backend) -> None:
+    DROPPER.drops = 2
+    before = DROPPER.connections
+    request = post_head("retrying", "Content-Length: 7\r\n") + b"payload"
+    with connect(proxy.port) as sock:
+        sock.sendall(request)
+        response = ResponseReader(sock).read()
+    assert (response.status, response.body) == (200, b"got payload")
+    assert DROPPER.connections - before == 3  # Attempts() 1 and 2 retried
+    # Attempts() < 3 stops after the third try: the 502 goes to the client.
+    DROPPER.drops = 5
+    before = DROPPER.connections
+    with connect(proxy.port) as sock:
+        sock.sendall(request)
+        response = ResponseReader(sock).read()
+    assert response.status == 502
+    assert DROPPER.connections - before == 3
+    DROPPER.drops = 0
+
+
 def test_bad_options_name_their_key(tmp_path: Path) -> None:
     code, output = check(
         tmp_path,
@@ -134,9 +210,12 @@ def test_bad_options_name_their_key(tmp_path: Path) -> None:
 [http.middlewares.neg.buffering]
 maxRequestBodyBytes = -1
 [http.middlewares.retry.buffering]
-retryExpression = "IsNetworkError() && Attempts() < 2"
+retryExpression = "IsNetworkError() && Attempts() <"
+[http.middlewares.fn.buffering]
+retryExpression = "IsTimeout()"
 """,
     )
     assert code != 0
     assert "http.middlewares.neg.buffering.maxRequestBodyBytes: must not be negative" in output
-    assert "http.middlewares.retry.buffering.retryExpression: retryExpression is not" in output
+    assert "http.middlewares.retry.buffering.retryExpression: invalid expression" in output
+    assert "http.middlewares.fn.buffering.retryExpression: invalid expression: unsup" in output
