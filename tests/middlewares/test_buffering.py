@@ -87,7 +87,8 @@ class Dropper:
             self.drops -= 1
             writer.transport.abort()
             return
-        writer.write(ok_response(b"got " + body))
+        # Connection: close: no pooled connection for the next test to find closed.
+        writer.write(ok_response(b"got " + body, "Connection: close\r\n"))
         await writer.drain()
         writer.close()
 
