@@ -493,6 +493,7 @@ def check(run: Run, data: bytes, splits: list[int], label: str) -> None:
     ref = reference(data)
     valid = ref.requests
     backend = run.backend
+    backend.settle()  # what the previous example sent is counted there, not here
     seen_requests = len(backend.requests)
     seen_bytes = len(backend.raw_bytes)
     seen_errors = backend.parse_errors

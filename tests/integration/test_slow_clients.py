@@ -184,8 +184,12 @@ def test_1000_slowloris_connections_are_closed_at_read_timeout(proxy):
     assert result["closed"] == SLOWLORIS
     # Closed at readTimeout: not before (the lifetimes measured here are a little
     # shorter than the real ones), and at most a sweep (250 ms) plus slack after.
+    # The slack is wide because the 1,000 clients run in this test's own loop:
+    # on a loaded machine they see the closes late (3.3 s was seen in CI-like
+    # runs beside other work), while a missed deadline would mean the next
+    # timeout, minutes later.
     assert result["shortest"] >= READ_TIMEOUT - 0.05, result
-    assert result["longest"] <= READ_TIMEOUT + 1.0, result
+    assert result["longest"] <= READ_TIMEOUT + 2.0, result
     assert result["answers"] <= {b"HTTP/1.1 408 Request Timeout", b""}, result["answers"]
     # Meanwhile an ordinary client was served, and fast.
     assert result["requests"] >= 20, result
