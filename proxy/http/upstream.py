@@ -422,3 +422,16 @@ class UpstreamConnection(asyncio.Protocol):
         self.pool.forget(self)
         head = STATUS_LINES[101] + b"".join(self.head_parts) + b"".join(self.upgrade_parts) + CRLF
         exchange.upgraded(self, head, rest)
+
+
+def client_tls(
+    root_cas: list[str] | tuple[str, ...], insecure_skip_verify: bool
+) -> ssl_module.SSLContext:
+    """TLS towards backends: a serversTransport's ``rootCAs`` and ``insecureSkipVerify``."""
+    context = ssl_module.create_default_context()
+    for ca in root_cas:
+        context.load_verify_locations(cafile=ca)
+    if insecure_skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl_module.CERT_NONE
+    return context

@@ -20,7 +20,6 @@ same routes share one table.
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,7 +30,7 @@ import msgspec
 from proxy.config.dynamic import DynamicConfig, Middleware, Router, ServersLoadBalancer, Service
 from proxy.config.load import ConfigIssue
 from proxy.config.static import ServersTransport, StaticConfig
-from proxy.http.upstream import ServerPool
+from proxy.http.upstream import ServerPool, client_tls
 from proxy.middlewares import load_all
 from proxy.middlewares.base import BuildContext, Builder, BuildError, Handler
 from proxy.middlewares.chain import CompiledChain
@@ -153,7 +152,11 @@ class PoolRegistry:
                 max_idle=max(transport.max_idle_conns_per_host, 0),
                 idle_timeout=float(timeouts.idle_conn_timeout),
                 dial_timeout=float(timeouts.dial_timeout),
-                ssl=_client_tls(transport, host) if scheme == "https" else None,
+                ssl=(
+                    client_tls(transport.root_cas, transport.insecure_skip_verify)
+                    if scheme == "https"
+                    else None
+                ),
             )
             self.pools[key] = pool
         return pool
@@ -193,16 +196,6 @@ def _close_idle(pool: ServerPool) -> None:
     for conn in list(pool.idle):
         conn.close()
     pool.idle.clear()
-
-
-def _client_tls(transport: ServersTransport, host: str) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    for ca in transport.root_cas:
-        context.load_verify_locations(cafile=ca)
-    if transport.insecure_skip_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 def qualify(name: str, provider: str) -> str:

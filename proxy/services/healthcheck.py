@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 from proxy.http.headers import has_ctl, is_token
+from proxy.http.upstream import client_tls
 from proxy.middlewares.subrequest import SubrequestError, parse_target, send
 
 if TYPE_CHECKING:
@@ -106,13 +107,7 @@ class HealthCheckSpec:
         return f"{scheme}://{netloc}{path}"
 
     def tls_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context()
-        for ca in self.root_cas:
-            context.load_verify_locations(cafile=ca)
-        if self.insecure_skip_verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
+        return client_tls(self.root_cas, self.insecure_skip_verify)
 
 
 def compile_health_check(config: ServerHealthCheck, transport: ServersTransport) -> HealthCheckSpec:

@@ -7,7 +7,11 @@ hostname and headers are checked on what the backend actually received.
 
 from __future__ import annotations
 
+import http.server
 import re
+import ssl
+import subprocess
+import threading
 import time
 
 import pytest
@@ -19,6 +23,7 @@ from tests.integration.harness import (
     wait_until,
 )
 from tests.middlewares.support import check
+from tests.runtime.support import require_binary
 
 INTERVAL = 0.3
 TIMEOUT = 0.5
@@ -294,3 +299,69 @@ def test_bad_passive_values_are_refused(tmp_path, key, value, message):
     code, output = check(tmp_path, dynamic_for("http://127.0.0.1:9", extra=passive))
     assert code == 1
     assert f"http.services.app.loadBalancer.passiveHealthCheck.{message}" in output, output
+
+
+# -- https servers: the probe uses the service's serversTransport TLS settings --
+
+
+@pytest.fixture(scope="module")
+def https_server(tmp_path_factory):
+    """An https server on 127.0.0.1 with a self-signed certificate; yields (port, cert path)."""
+    workdir = tmp_path_factory.mktemp("tls")
+    subprocess.run(
+        [
+            require_binary("openssl"), "req", "-x509", "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "key.pem", "-out", "cert.pem",
+            "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        cwd=workdir, check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "6")
+            self.end_headers()
+            self.wfile.write(b"secure")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(workdir / "cert.pem", workdir / "key.pem")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], workdir / "cert.pem"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@pytest.mark.parametrize(
+    ("transport", "state"),
+    [("rootCAs", "UP"), ("insecureSkipVerify", "UP"), ("", "DOWN")],
+)
+def test_https_probe_uses_the_servers_transport(https_server, turnout, transport, state):
+    port, cert = https_server
+    settings = {
+        "rootCAs": f'rootCAs = ["{cert}"]\n',
+        "insecureSkipVerify": "insecureSkipVerify = true\n",
+        "": "",
+    }[transport]
+    health = '[http.services.app.loadBalancer.healthCheck]\npath = "/h"\ninterval = "200ms"\n'
+    config = dynamic_for(
+        f"https://127.0.0.1:{port}",
+        balancer='serversTransport = "tls"',
+        extra=health + f"[http.serversTransports.tls]\n{settings}",
+    )
+    proxy = turnout(config)
+    if state == "UP":
+        time.sleep(0.7)  # three probes
+        assert "is DOWN" not in proxy.stderr()
+        assert get(proxy.port).body == b"secure"
+    else:
+        assert wait_until(lambda: "is DOWN" in proxy.stderr(), 3.0)
+        assert re.search(r"is DOWN: .*certificate verify failed", proxy.stderr(), re.I)
+        assert get(proxy.port).status == 503
