@@ -16,6 +16,7 @@ from tests.middlewares.traffic import (  # noqa: F401  (fixtures)
     check,
     host_router,
     module_proxy_fixture,
+    read_request,
     service,
 )
 
@@ -34,14 +35,7 @@ class Flaky:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":", 1)[1])
-        body = await reader.readexactly(length) if length else b""
-        if b"transfer-encoding: chunked" in head.lower():
-            body = await reader.readuntil(b"0\r\n\r\n")
+        _, body = await read_request(reader)
         if self.drops > 0:
             self.drops -= 1
             writer.transport.abort()  # no response at all: a reset

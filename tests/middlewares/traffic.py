@@ -7,6 +7,7 @@ process over real sockets. ``check`` runs ``turnout check`` as a real process.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ __all__ = [
     "host_router",
     "module_backend_fixture",
     "module_proxy_fixture",
+    "read_request",
     "redis_server_fixture",
     "service",
 ]
@@ -34,6 +36,19 @@ def host_router(name: str, middlewares: list[str], rule: str = "") -> str:
         f'rule = "{rule or f"Host(`{name}.test`)"}"\n'
         f'service = "app"\nmiddlewares = [{listed}]\n'
     )
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """One request read whole by a raw backend: its head, and its body (chunks kept as sent)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    body = await reader.readexactly(length) if length else b""
+    if b"transfer-encoding: chunked" in head.lower():
+        body = await reader.readuntil(b"0\r\n\r\n")
+    return head, body
 
 
 @pytest.fixture(scope="module", name="module_backend")
