@@ -23,6 +23,7 @@ in flight) and encodes the result in one ``msgspec`` call.
 from __future__ import annotations
 
 import datetime
+import gc
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,6 +44,7 @@ from proxy.api.response import TEXT, send, send_prepared, status_line
 from proxy.api.view import View, ViewCache, provider_of
 from proxy.http.server import HttpConnection
 from proxy.observability.metrics import REGISTRY, Totals
+from proxy.runtime import debug
 from proxy.runtime.internal import ENTRYPOINT, MAX_PRIORITY, InternalService, router
 from proxy.services.loadbalancer import LoadBalancer
 
@@ -438,10 +440,28 @@ def api(exchange: Exchange) -> None:
         view = _VIEWS.get(exchange.snapshot, runtime.aggregator, runtime.static, entrypoints)
         _api(exchange, path, view, runtime)
         return
-    dashboard_on = runtime is None or runtime.static.api is None or runtime.static.api.dashboard
+    config = runtime.static.api if runtime is not None else None
+    if path.startswith("/debug/") and config is not None and config.debug:
+        _debug(exchange, path, runtime)
+        return
+    dashboard_on = config is None or config.dashboard
     if dashboard_on and _dashboard(exchange, path):
         return
     _json(exchange, 404, Message(f"not found: {path}"))
+
+
+def _debug(exchange: Exchange, path: str, runtime: Any) -> None:
+    """``api.debug``: Traefik serves Go's expvar and pprof; Turnout its own resource counters.
+
+    ``/debug/vars`` is what ``kill -USR1`` prints (descriptors, tasks, connections,
+    upstream connections, memory), plus the garbage collector's counts.
+    """
+    if path != "/debug/vars":
+        _json(exchange, 404, Message(f"not found: {path} (Turnout serves /debug/vars only)"))
+        return
+    values = debug.stats(runtime.entrypoints, runtime.pools)
+    values["gc"] = gc.get_stats()
+    send(exchange, 200, msgspec.json.encode(values))
 
 
 def dashboard(exchange: Exchange) -> None:
@@ -468,10 +488,15 @@ def _insecure(static: StaticConfig) -> bool:
 
 
 def _api_routers(static: StaticConfig) -> dict[str, Router]:
-    """Traefik's routers for ``api.insecure``: /api and, with the dashboard, everything else."""
+    """Traefik's routers for ``api.insecure``: /api, /debug with ``api.debug``, and, with
+    the dashboard, everything else."""
     if not _insecure(static):
         return {}
     routers = {"api": router("PathPrefix(`/api`)", "api@internal", ENTRYPOINT, MAX_PRIORITY - 1)}
+    if static.api is not None and static.api.debug:
+        routers["debug"] = router(
+            "PathPrefix(`/debug`)", "api@internal", ENTRYPOINT, MAX_PRIORITY - 1
+        )
     if _dashboard_enabled(static):
         routers["dashboard"] = router(
             "PathPrefix(`/`)", "dashboard@internal", ENTRYPOINT, MAX_PRIORITY - 2

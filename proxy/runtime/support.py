@@ -61,6 +61,12 @@ def ignored_static_keys(static: StaticConfig) -> list[str]:
         keys.append("accessLog.otlp")
     if static.log.otlp is not None:
         keys.append("log.otlp")
+    api = static.api
+    if api is not None:
+        if api.base_path not in ("", "/"):
+            keys.append("api.basePath")
+        if api.middlewares:
+            keys.append("api.middlewares")
     if static.certificates_resolvers:
         keys.append("certificatesResolvers")
     for provider in _set_fields(static.providers):

@@ -410,3 +410,22 @@ def test_tcp_routers_and_services_are_listed(turnout) -> None:
     _, overview, _ = api(proxy, "/api/overview")
     assert overview["tcp"]["routers"]["total"] == 1
     assert overview["tcp"]["services"]["total"] == 1
+
+
+def test_debug_vars_with_api_debug(turnout) -> None:
+    who = '[http.routers.who]\nrule = "PathPrefix(`/`)"\nservice = "whoami@internal"\n'
+    proxy = turnout(who, entrypoints=("web", "traefik"), static_extra=API + "debug = true\n")
+    status, body, _ = api(proxy, "/debug/vars")
+    assert status == 200
+    assert body["connections"]["traefik"] >= 1  # this very request
+    assert body["fds"] > 0 and body["tasks"] > 0 and body["rss_kib"] > 0
+    assert len(body["gc"]) == 3
+    assert api(proxy, "/debug/pprof/")[0] == 404
+    _, routers, _ = api(proxy, "/api/http/routers?provider=internal")
+    assert "debug@internal" in names(routers)
+
+
+def test_no_debug_endpoint_without_api_debug(running) -> None:
+    response = get(running.ports["traefik"], "/debug/vars")
+    assert response.status == 404
+    assert b"fds" not in response.body
