@@ -32,44 +32,37 @@ def send(
     content_type: bytes = JSON,
     headers: bytes = b"",
 ) -> None:
-    """Answer ``exchange``; ``headers`` are extra complete header lines (``Name: value\\r\\n``)."""
-    conn = exchange.conn
-    close = not exchange.keep_alive or conn.closing
+    """Answer ``exchange``; ``headers`` are extra complete header lines (``Name: value\r\n``)."""
     if status < 200 or status in (204, 304):
         # No body, and no framing for one (RFC 9110 6.4.1): a configured
         # terminatingStatusCode can be 204.
-        body = b""
-        head = [status_line(status), headers]
-    else:
-        head = [
-            status_line(status),
-            b"Content-Type: ",
-            content_type,
-            b"\r\nContent-Length: %d\r\n" % len(body),
-            headers,
-        ]
+        respond(exchange, status, [status_line(status), headers], None)
+        return
+    head = [status_line(status), b"Content-Type: ", content_type, b"\r\n", headers]
+    respond(exchange, status, head, body)
+
+
+def send_prepared(exchange: Exchange, status: int, head: bytes, body: bytes) -> None:
+    """Answer with a head prepared once (``head``: every header line but the framing)."""
+    respond(exchange, status, [head], body)
+
+
+def respond(exchange: Exchange, status: int, head: list[bytes], body: bytes | None) -> None:
+    """Add the framing and connection headers to ``head`` and write it all at once.
+
+    ``body`` None: a status that has no body (no Content-Length either).
+    """
+    conn = exchange.conn
+    close = not exchange.keep_alive or conn.closing
+    if body is not None:
+        head.append(b"Content-Length: %d\r\n" % len(body))
     if close:
         head.append(b"Connection: close\r\n")
     elif exchange.version == "1.0":
         head.append(b"Connection: keep-alive\r\n")
     head.append(b"\r\n")
-    if not exchange.is_head:
+    if body and not exchange.is_head:
         head.append(body)
+        exchange.response_bytes = len(body)  # body bytes, as the metrics count them
     exchange.status = status
     conn.respond(exchange, b"".join(head), close)
-
-
-def send_prepared(exchange: Exchange, status: int, head: bytes, body: bytes) -> None:
-    """Answer with a head prepared once (``head``: every header line but the framing)."""
-    conn = exchange.conn
-    close = not exchange.keep_alive or conn.closing
-    parts = [head, b"Content-Length: %d\r\n" % len(body)]
-    if close:
-        parts.append(b"Connection: close\r\n")
-    elif exchange.version == "1.0":
-        parts.append(b"Connection: keep-alive\r\n")
-    parts.append(b"\r\n")
-    if not exchange.is_head:
-        parts.append(body)
-    exchange.status = status
-    conn.respond(exchange, b"".join(parts), close)

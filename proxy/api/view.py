@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -41,7 +41,7 @@ from proxy.api.model import (
     UDPRouterInfo,
     UDPServiceInfo,
 )
-from proxy.config.dynamic import DynamicConfig, Middleware, Router, Service
+from proxy.config.dynamic import Middleware, Router, Service
 from proxy.config.static import EntryPoint as EntryPointConfig
 from proxy.runtime.snapshot import qualify
 from proxy.services.loadbalancer import LoadBalancer
@@ -91,12 +91,14 @@ def middleware_type(middleware: Any) -> str:
     return ""
 
 
-@dataclass(slots=True)
-class _Notes:
-    """Errors found for one object, and whether any of them stops it from serving."""
-
-    errors: list[str] = field(default_factory=list)
-    refused: bool = False
+# View attribute, configuration section, kind, Info type: the TCP and UDP lists.
+_LAYER4: tuple[tuple[str, str, str, type[Any]], ...] = (
+    ("tcp_routers", "tcp", "routers", TCPRouterInfo),
+    ("tcp_services", "tcp", "services", TCPServiceInfo),
+    ("tcp_middlewares", "tcp", "middlewares", TCPMiddlewareInfo),
+    ("udp_routers", "udp", "routers", UDPRouterInfo),
+    ("udp_services", "udp", "services", UDPServiceInfo),
+)
 
 
 @dataclass(slots=True)
@@ -116,12 +118,6 @@ class View:
     overview: Overview
     # Live load balancers by service name, for serverStatus and in-flight counts.
     balancers: dict[str, LoadBalancer]
-
-
-def _status(notes: _Notes | None) -> tuple[str, list[str] | None]:
-    if notes is None or not notes.errors:
-        return ENABLED, None
-    return (DISABLED if notes.refused else WARNING), notes.errors
 
 
 def _issue(issue: ConfigIssue) -> Issue:
@@ -178,13 +174,12 @@ class _Builder:
         self.states = list(states)
         self.static = static
         self.entrypoint_configs = entrypoints
-        self.notes: dict[tuple[str, str, str], _Notes] = {}
+        # (section, kind, qualified name) -> what to say about that object
+        self.notes: dict[tuple[str, str, str], list[str]] = {}
         self.by_source = {config.source: config.provider for config in snapshot.providers}
 
-    def note(self, key: tuple[str, str, str], message: str, *, refused: bool = False) -> None:
-        notes = self.notes.setdefault(key, _Notes())
-        notes.errors.append(message)
-        notes.refused = notes.refused or refused
+    def note(self, key: tuple[str, str, str], message: str) -> None:
+        self.notes.setdefault(key, []).append(message)
 
     def collect_notes(self) -> None:
         for warning in self.snapshot.warnings:
@@ -205,7 +200,6 @@ class _Builder:
                     self.note(
                         (section, kind, qualify(name, state.name)),
                         f"refused update: {text}",
-                        refused=True,
                     )
 
     def build(self) -> View:
@@ -265,7 +259,6 @@ class _Builder:
                         info, used_by=[*(info.used_by or ()), name]
                     )
 
-        tcp_routers, tcp_services, tcp_middlewares, udp_routers, udp_services = self.layer4()
         entrypoints = {
             name: EntryPointInfo(**_fields(config), name=name)
             for name, config in sorted(self.entrypoint_configs.items())
@@ -274,11 +267,7 @@ class _Builder:
             routers=dict(sorted(routers.items())),
             services=dict(sorted(services.items())),
             middlewares=dict(sorted(middlewares.items())),
-            tcp_routers=tcp_routers,
-            tcp_services=tcp_services,
-            tcp_middlewares=tcp_middlewares,
-            udp_routers=udp_routers,
-            udp_services=udp_services,
+            **self.layer4(),
             entrypoints=entrypoints,
             providers=self.provider_statuses(),
             overview=None,  # type: ignore[arg-type]
@@ -348,118 +337,69 @@ class _Builder:
             type=middleware_type(config),
         )
 
-    def _status(self, notes: _Notes | None, live: bool, name: str) -> tuple[str, list[str] | None]:
+    def _status(
+        self, notes: list[str] | None, live: bool, name: str
+    ) -> tuple[str, list[str] | None]:
         if live:
-            if notes is None or not notes.errors:
+            if not notes:
                 return ENABLED, None
             # A live object keeps serving its previous configuration.
-            return WARNING, notes.errors
-        errors = list(notes.errors) if notes is not None else []
+            return WARNING, notes
+        errors = list(notes or ())
         if not errors:
             errors = [NOT_APPLIED.format(provider=provider_of(name))]
         return DISABLED, errors
 
-    def layer4(
-        self,
-    ) -> tuple[
-        dict[str, TCPRouterInfo],
-        dict[str, TCPServiceInfo],
-        dict[str, TCPMiddlewareInfo],
-        dict[str, UDPRouterInfo],
-        dict[str, UDPServiceInfo],
-    ]:
-        """TCP and UDP objects of the live configurations (all enabled: a live set has no issue)."""
-        tcp_routers: dict[str, TCPRouterInfo] = {}
-        tcp_services: dict[str, TCPServiceInfo] = {}
-        tcp_middlewares: dict[str, TCPMiddlewareInfo] = {}
-        udp_routers: dict[str, UDPRouterInfo] = {}
-        udp_services: dict[str, UDPServiceInfo] = {}
-        default_eps = [
-            name
-            for name, config in self.entrypoint_configs.items()
-            if name != "traefik" and "/udp" not in config.address.lower()
-        ]
-        udp_eps = [n for n, c in self.entrypoint_configs.items() if "/udp" in c.address.lower()]
+    def layer4(self) -> dict[str, dict[str, Any]]:
+        """TCP and UDP objects of the live configurations, by ``View`` attribute.
+
+        A live configuration has no issue: they are enabled, or warning when a
+        refused update names them.
+        """
+        addresses = {
+            name: config.address.lower() for name, config in self.entrypoint_configs.items()
+        }
+        defaults = {
+            "tcp": [n for n, a in addresses.items() if n != "traefik" and "/udp" not in a],
+            "udp": [n for n, a in addresses.items() if "/udp" in a],
+        }
+        found: dict[str, dict[str, Any]] = {attribute: {} for attribute, *_ in _LAYER4}
         for config in self.snapshot.providers:
-            provider = config.provider
-            dynamic: DynamicConfig = config.dynamic
-            for raw, router in dynamic.tcp.routers.items():
-                name = qualify(raw, provider)
-                status, errors = self._l4_status(("tcp", "routers", name))
-                tcp_routers[name] = TCPRouterInfo(
-                    **_fields(router),
-                    error=errors,
-                    status=status,
-                    using=list(router.entry_points or default_eps) or None,
-                    name=name,
-                    provider=provider,
-                )
-            for raw, service in dynamic.tcp.services.items():
-                name = qualify(raw, provider)
-                status, errors = self._l4_status(("tcp", "services", name))
-                tcp_services[name] = TCPServiceInfo(
-                    **_fields(service),
-                    error=errors,
-                    status=status,
-                    name=name,
-                    provider=provider,
-                    type=service_type(service),
-                )
-            for raw, middleware in dynamic.tcp.middlewares.items():
-                name = qualify(raw, provider)
-                status, errors = self._l4_status(("tcp", "middlewares", name))
-                tcp_middlewares[name] = TCPMiddlewareInfo(
-                    **_fields(middleware),
-                    error=errors,
-                    status=status,
-                    name=name,
-                    provider=provider,
-                    type=middleware_type(middleware),
-                )
-            for raw, router in dynamic.udp.routers.items():
-                name = qualify(raw, provider)
-                status, errors = self._l4_status(("udp", "routers", name))
-                udp_routers[name] = UDPRouterInfo(
-                    **_fields(router),
-                    error=errors,
-                    status=status,
-                    using=list(router.entry_points or udp_eps) or None,
-                    name=name,
-                    provider=provider,
-                )
-            for raw, service in dynamic.udp.services.items():
-                name = qualify(raw, provider)
-                status, errors = self._l4_status(("udp", "services", name))
-                udp_services[name] = UDPServiceInfo(
-                    **_fields(service),
-                    error=errors,
-                    status=status,
-                    name=name,
-                    provider=provider,
-                    type=service_type(service),
-                )
-        for routers, services in ((tcp_routers, tcp_services), (udp_routers, udp_services)):
+            for attribute, section, kind, info_type in _LAYER4:
+                for raw, item in getattr(getattr(config.dynamic, section), kind).items():
+                    name = qualify(raw, config.provider)
+                    extra: dict[str, Any] = {}
+                    if kind == "routers":
+                        extra["using"] = list(item.entry_points or defaults[section]) or None
+                    elif kind == "services":
+                        extra["type"] = service_type(item)
+                    else:
+                        extra["type"] = middleware_type(item)
+                    status, errors = self._l4_status((section, kind, name))
+                    found[attribute][name] = info_type(
+                        **_fields(item),
+                        error=errors,
+                        status=status,
+                        name=name,
+                        provider=config.provider,
+                        **extra,
+                    )
+        for routers, services in (
+            (found["tcp_routers"], found["tcp_services"]),
+            (found["udp_routers"], found["udp_services"]),
+        ):
             for name, router in routers.items():
                 served = qualify(router.service, provider_of(name)) if router.service else ""
                 if served in services:
                     info = services[served]
                     services[served] = msgspec.structs.replace(
-                        info,
-                        used_by=[*(info.used_by or ()), name],  # type: ignore[union-attr]
+                        info, used_by=[*(info.used_by or ()), name]
                     )
-        return (
-            dict(sorted(tcp_routers.items())),
-            dict(sorted(tcp_services.items())),
-            dict(sorted(tcp_middlewares.items())),
-            dict(sorted(udp_routers.items())),
-            dict(sorted(udp_services.items())),
-        )
+        return {attribute: dict(sorted(items.items())) for attribute, items in found.items()}
 
     def _l4_status(self, key: tuple[str, str, str]) -> tuple[str, list[str] | None]:
         notes = self.notes.get(key)
-        if notes is None or not notes.errors:
-            return ENABLED, None
-        return WARNING, notes.errors
+        return (WARNING, notes) if notes else (ENABLED, None)
 
     def provider_statuses(self) -> list[ProviderStatus]:
         statuses = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING
 
+from proxy.api.response import TEXT, send
 from proxy.runtime.internal import InternalService
 
 if TYPE_CHECKING:
@@ -32,20 +33,7 @@ def whoami(exchange: Exchange) -> None:
         if lname != b"host":
             lines.append(f"{name.decode('latin-1')}: {value.decode('latin-1')}")
     body = ("\r\n".join(lines) + "\r\n").encode("utf-8", "surrogateescape")
-    close = not exchange.keep_alive or conn.closing
-    head = [
-        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n",
-        b"Content-Length: %d\r\n" % len(body),
-    ]
-    if close:
-        head.append(b"Connection: close\r\n")
-    elif exchange.version == "1.0":
-        head.append(b"Connection: keep-alive\r\n")
-    head.append(b"\r\n")
-    if not exchange.is_head:
-        head.append(body)
-    exchange.status = 200
-    conn.respond(exchange, b"".join(head), close)
+    send(exchange, 200, body, TEXT)
 
 
 WHOAMI = InternalService("whoami@internal", whoami)
