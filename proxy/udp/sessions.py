@@ -5,8 +5,9 @@ from the router's service and a socket connected to it. Later datagrams from
 that address go through the same socket, and what the server sends back on it
 goes to that client only, one datagram for one datagram (boundaries are never
 merged or split). A session that carries nothing either way for the entry
-point's ``udp.timeout`` is closed by the sweeper (no timer per datagram: the
-sweep reads the loop's cached clock), as Traefik's session timeout does.
+point's ``udp.timeout`` is closed by the sweeper, as Traefik's session timeout
+does. No timer per datagram: each one stamps the session with uvloop's time of
+the current loop iteration (cached, no system call), and the sweep compares.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class Session(asyncio.DatagramProtocol):
         self.sock: socket.socket | None = None
         self.pending: list[bytes] = []
         self.opening = True
-        self.last_active = listener.clock.now
+        self.last_active = listener.clock.time()
 
     async def open(self) -> None:
         """Connect this session's own socket to its server (resolving a host name)."""
@@ -103,7 +104,7 @@ class Session(asyncio.DatagramProtocol):
         if len(data) > listener.max_datagram:
             listener.oversize(len(data), f"server {self.server.address}")
             return
-        self.last_active = listener.clock.now
+        self.last_active = listener.clock.time()
         listener.send(data, self.client)
 
     def error_received(self, exc: Exception) -> None:
@@ -121,7 +122,7 @@ class Session(asyncio.DatagramProtocol):
 
     def send(self, data: bytes) -> None:
         """A datagram from the client, to the server."""
-        self.last_active = self.listener.clock.now
+        self.last_active = self.listener.clock.time()
         transport = self.transport
         if transport is not None:
             if data:
