@@ -320,8 +320,11 @@ class HealthChecker:
             await asyncio.sleep(max(0.0, wait))
             now = loop.time()
             batch = [server for server in last if due(server) <= now]
-            # Probed together: a server that does not answer must not delay the others.
-            results = await asyncio.gather(*(self._check(server) for server in batch))
+            if len(batch) == 1:
+                results = [await self._check(batch[0])]  # no task of its own
+            else:
+                # Probed together: a server that does not answer must not delay the others.
+                results = await asyncio.gather(*(self._check(server) for server in batch))
             for server, reason in zip(batch, results, strict=True):
                 if reason is not None and not server.up:
                     log.debug("server %s: still DOWN: %s", server.url, reason)

