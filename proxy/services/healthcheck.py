@@ -44,7 +44,7 @@ from urllib.parse import urljoin, urlsplit
 
 from proxy.http.headers import has_ctl, is_token
 from proxy.http.upstream import client_tls
-from proxy.middlewares.subrequest import SubrequestError, parse_target, send
+from proxy.middlewares.subrequest import NOT_COPIED, SubrequestError, parse_target, send
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -136,7 +136,11 @@ def compile_health_check(config: ServerHealthCheck, transport: ServersTransport)
     for name, value in config.headers.items():
         if not is_token(name.encode("latin-1", "replace")) or has_ctl(value.encode("utf-8")):
             raise HealthCheckError(f"invalid header {name!r}", f"headers.{name}")
+        if name.lower() in NOT_COPIED:
+            continue  # Go's client ignores Host (hostname sets it) and writes the framing
         headers.append((name, value))
+    if not any(name.lower() == "user-agent" for name, _ in headers):
+        headers.insert(0, ("User-Agent", USER_AGENT))
     interval = float(config.interval)
     if interval <= 0:
         interval = DEFAULT_INTERVAL  # Traefik logs an error and uses the default
@@ -184,7 +188,7 @@ async def probe(
                     target,
                     method,
                     target.path,
-                    [("User-Agent", USER_AGENT), *spec.headers],
+                    list(spec.headers),
                     timeout=max(deadline - loop.time(), 0.001),
                     max_body=0,
                     host=host,

@@ -90,6 +90,7 @@ def test_probe_sends_path_method_hostname_and_headers_and_checks_status(backend,
         'path = "/ready?deep=1"\nmethod = "HEAD"\nstatus = 204\n'
         'hostname = "health.internal"\ninterval = "200ms"\ntimeout = "1s"\n'
         '[http.services.app.loadBalancer.healthCheck.headers]\nX-Probe = "turnout"\n'
+        'User-Agent = "probe/1"\nHost = "ignored.example"\n'
     )
     proxy = turnout(dynamic_for(good.url, strict.url, extra=health))
     down = f"server {strict.url} of service app@file is DOWN: received status 200, expected 204"
@@ -100,6 +101,9 @@ def test_probe_sends_path_method_hostname_and_headers_and_checks_status(backend,
     assert (probe.method, probe.target) == ("HEAD", "/ready?deep=1")
     assert probe.header("Host") == "health.internal"
     assert probe.header("X-Probe") == "turnout"
+    # As Go's client: User-Agent replaces the default one, Host is hostname's alone.
+    assert probe.header_all("User-Agent") == ["probe/1"]
+    assert probe.header_all("Host") == ["health.internal"]
     assert "is DOWN" not in proxy.stderr().replace(down, "")  # good stays UP
     bodies = {get(proxy.port).body for _ in range(4)}
     assert bodies == {b"good"}
@@ -118,6 +122,7 @@ def test_port_and_scheme_replace_the_servers(backend, turnout):
     proxy = turnout(dynamic_for(served.url, extra=health))
     assert wait_until(lambda: any(r.target == "/hc" for r in health_backend.requests), 3.0)
     assert not any(r.target == "/hc" for r in served.requests)
+    assert health_backend.requests[0].header_all("User-Agent") == ["Turnout-HealthCheck"]
     assert get(proxy.port).body == b"served"
 
 
