@@ -22,8 +22,10 @@ in flight) and encodes the result in one ``msgspec`` call.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import gc
+import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -57,6 +59,7 @@ DEFAULT_PER_PAGE = 100
 UP = "UP"
 
 _VIEWS = ViewCache()
+log = logging.getLogger("turnout")
 
 
 class BadRequest(Exception):
@@ -285,6 +288,18 @@ def _api(exchange: Exchange, path: str, view: View, runtime: Any) -> None:
     _json(exchange, 200, now(found) if now is not None else found)
 
 
+def _answer(exchange: Exchange, path: str, future: asyncio.Future[View], runtime: Any) -> None:
+    conn = exchange.conn
+    if conn.transport is None or conn.active is not exchange or exchange.response_state != 0:
+        return  # the client left while the view was being built
+    error = None if future.cancelled() else future.exception()
+    if future.cancelled() or error is not None:
+        log.error("API: building the view failed: %r", error, exc_info=error)
+        _json(exchange, 500, Message("the API could not read the configuration; see the log"))
+        return
+    _api(exchange, path, future.result(), runtime)
+
+
 def _rawdata(exchange: Exchange, view: View, runtime: Any) -> None:
     now = _Now(view, runtime)
     _json(
@@ -437,8 +452,11 @@ def api(exchange: Exchange) -> None:
             _json(exchange, 503, Message("the API is not running"))
             return
         entrypoints = {name: e.config for name, e in runtime.entrypoints.items()}
-        view = _VIEWS.get(exchange.snapshot, runtime.aggregator, runtime.static, entrypoints)
-        _api(exchange, path, view, runtime)
+        future = _VIEWS.get(exchange.snapshot, runtime.aggregator, runtime.static, entrypoints)
+        if future.done():
+            _answer(exchange, path, future, runtime)
+        else:
+            future.add_done_callback(lambda done: _answer(exchange, path, done, runtime))
         return
     config = runtime.static.api if runtime is not None else None
     if path.startswith("/debug/") and config is not None and config.debug:

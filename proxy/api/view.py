@@ -13,8 +13,10 @@ provider's refused update, shown with that update's errors).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +62,15 @@ NOT_APPLIED = "not applied: the update of provider {provider} that holds it was 
 
 
 def _fields(struct: msgspec.Struct) -> dict[str, Any]:
-    return {name: getattr(struct, name) for name in struct.__struct_fields__}
+    return msgspec.structs.asdict(struct)  # shallow: nested Structs stay as they are
+
+
+def _set_users(items: dict[str, Any], users: dict[str, list[str]]) -> None:
+    """Fill in ``usedBy`` of the objects in ``items`` that ``users`` names."""
+    for name, used_by in users.items():
+        info = items.get(name)
+        if info is not None:
+            items[name] = msgspec.structs.replace(info, used_by=used_by)
 
 
 def provider_of(name: str) -> str:
@@ -242,22 +252,18 @@ class _Builder:
                 if name not in middlewares:
                     middlewares[name] = self.middleware(name, middleware, live=False)
 
+        # Who uses what, gathered first and set once: a middleware on every one
+        # of 10,000 routers must not be copied 10,000 times.
+        service_users: dict[str, list[str]] = {}
+        middleware_users: dict[str, list[str]] = {}
         for name, router in routers.items():
-            target = router.service
-            if target:
-                served = qualify(target, provider_of(name))
-                if served in services:
-                    info = services[served]
-                    services[served] = msgspec.structs.replace(
-                        info, used_by=[*(info.used_by or ()), name]
-                    )
+            provider = provider_of(name)
+            if router.service:
+                service_users.setdefault(qualify(router.service, provider), []).append(name)
             for member in router.middlewares:
-                qualified = qualify(member, provider_of(name))
-                if qualified in middlewares:
-                    info = middlewares[qualified]
-                    middlewares[qualified] = msgspec.structs.replace(
-                        info, used_by=[*(info.used_by or ()), name]
-                    )
+                middleware_users.setdefault(qualify(member, provider), []).append(name)
+        _set_users(services, service_users)
+        _set_users(middlewares, middleware_users)
 
         entrypoints = {
             name: EntryPointInfo(**_fields(config), name=name)
@@ -388,13 +394,11 @@ class _Builder:
             (found["tcp_routers"], found["tcp_services"]),
             (found["udp_routers"], found["udp_services"]),
         ):
+            users: dict[str, list[str]] = {}
             for name, router in routers.items():
-                served = qualify(router.service, provider_of(name)) if router.service else ""
-                if served in services:
-                    info = services[served]
-                    services[served] = msgspec.structs.replace(
-                        info, used_by=[*(info.used_by or ()), name]
-                    )
+                if router.service:
+                    users.setdefault(qualify(router.service, provider_of(name)), []).append(name)
+            _set_users(services, users)
         return {attribute: dict(sorted(items.items())) for attribute, items in found.items()}
 
     def _l4_status(self, key: tuple[str, str, str]) -> tuple[str, list[str] | None]:
@@ -433,14 +437,33 @@ def build_view(
     return _Builder(snapshot, states, static, entrypoints).build()
 
 
-class ViewCache:
-    """The view of the live snapshot, rebuilt when the snapshot or a provider's state changes."""
+def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    """Keys are (objects compared by identity, values compared by equality)."""
+    return (
+        len(a) == 2
+        and len(b) == 2
+        and len(a[0]) == len(b[0])
+        and all(x is y for x, y in zip(a[0], b[0], strict=True))
+        and a[1] == b[1]
+    )
 
-    __slots__ = ("_key", "_view")
+
+class ViewCache:
+    """The view of the live snapshot, rebuilt off the loop when the snapshot or a
+    provider's state changed.
+
+    A view of 10,000 routers takes about 0.2 s to build: on a worker thread the
+    loop keeps serving meanwhile (it gets the interpreter back every few
+    milliseconds), and the API requests that asked wait for it together.
+    """
+
+    __slots__ = ("_building", "_executor", "_key", "_view")
 
     def __init__(self) -> None:
         self._key: tuple[Any, ...] = ()
         self._view: View | None = None
+        self._building: tuple[tuple[Any, ...], asyncio.Future[View]] | None = None
+        self._executor: ThreadPoolExecutor | None = None
 
     def get(
         self,
@@ -448,21 +471,36 @@ class ViewCache:
         aggregator: Aggregator | None,
         static: StaticConfig,
         entrypoints: Mapping[str, EntryPointConfig],
-    ) -> View:
-        states = aggregator.providers.values() if aggregator is not None else ()
+    ) -> asyncio.Future[View]:
+        """A future of the current view: already done when nothing changed."""
+        states = list(aggregator.providers.values()) if aggregator is not None else []
         # Objects by identity (a new snapshot, refusal or candidate is a new
         # object; the key holds them, so an id is never reused while compared),
         # counters by value.
-        objects = (snapshot, *(o for s in states for o in (s.last_error, s.pending)))
-        values = tuple((s.unreachable, s.updates, s.accepted_at) for s in states)
-        old = self._key
-        if (
-            self._view is None
-            or len(old) != 2
-            or len(old[0]) != len(objects)
-            or any(a is not b for a, b in zip(old[0], objects, strict=True))
-            or old[1] != values
-        ):
-            self._view = build_view(snapshot, aggregator, static, entrypoints)
-            self._key = (objects, values)
-        return self._view
+        key = (
+            (snapshot, *(o for s in states for o in (s.last_error, s.pending))),
+            tuple((s.unreachable, s.updates, s.accepted_at) for s in states),
+        )
+        loop = asyncio.get_running_loop()
+        if self._view is not None and _same(key, self._key):
+            done: asyncio.Future[View] = loop.create_future()
+            done.set_result(self._view)
+            return done
+        if self._building is not None and _same(key, self._building[0]):
+            return self._building[1]
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="turnout-api-view")
+        future = asyncio.wrap_future(
+            self._executor.submit(build_view, snapshot, aggregator, static, entrypoints),
+            loop=loop,
+        )
+        self._building = (key, future)
+
+        def built(future: asyncio.Future[View]) -> None:
+            if self._building is not None and self._building[1] is future:
+                self._building = None
+                if not future.cancelled() and future.exception() is None:
+                    self._view, self._key = future.result(), key
+
+        future.add_done_callback(built)
+        return future
