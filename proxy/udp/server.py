@@ -37,6 +37,7 @@ COUNTERS = (
     "datagrams_in",
     "oversize_dropped",
     "unrouted_dropped",
+    "session_limit_dropped",
     "pending_dropped",
     "open_failed",
     "upstream_errors",
@@ -95,6 +96,19 @@ class UdpListener(asyncio.DatagramProtocol):
     def _open(self, client: Address) -> Session | None:
         entrypoint = self.entrypoint
         if entrypoint.closing:
+            return None
+        limit = entrypoint.max_sessions
+        if limit and len(self.sessions) >= limit:
+            # Every session holds a socket: a flood of new source addresses must
+            # not exhaust descriptors. Existing sessions keep working.
+            self.counters["session_limit_dropped"] += 1
+            log.debug(
+                "entryPoint %s: datagram from %s dropped: %d sessions open "
+                "(transport.maxConnections)",
+                entrypoint.name,
+                client,
+                limit,
+            )
             return None
         route = entrypoint.snapshot.udp.routes.get(entrypoint.name)
         server = None if route is None else route.service.next_server()
@@ -164,6 +178,8 @@ class UdpEntryPoint:
         self.snapshot = snapshot
         self.timeout = float(config.udp.timeout)
         self.max_datagram = config.udp.max_datagram_bytes
+        # Turnout's transport.maxConnections bounds sessions as it bounds TCP connections.
+        self.max_sessions = config.transport.max_connections
         life_cycle = config.transport.life_cycle
         self.grace_timeout = float(life_cycle.grace_time_out)
         self.accept_grace_timeout = float(life_cycle.request_accept_grace_timeout)

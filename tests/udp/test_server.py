@@ -35,10 +35,15 @@ class Echo:
     ``b"big:N"`` is answered with N bytes instead, to send oversize replies.
     """
 
-    def __init__(self, tag: bytes = b"") -> None:
+    def __init__(self, tag: bytes = b"", *, dual_stack: bool = False) -> None:
         self.tag = tag
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        if dual_stack:  # ::1 and 127.0.0.1 alike (what "localhost" may resolve to)
+            self.sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            self.sock.bind(("::", 0))
+        else:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.1)
         self.port = self.sock.getsockname()[1]
         self.peers: set[tuple[str, int]] = set()
@@ -72,8 +77,8 @@ class Echo:
 def echo() -> Iterator[Callable[..., Echo]]:
     started: list[Echo] = []
 
-    def make(tag: bytes = b"") -> Echo:
-        server = Echo(tag)
+    def make(tag: bytes = b"", **kwargs: bool) -> Echo:
+        server = Echo(tag, **kwargs)
         started.append(server)
         return server
 
@@ -412,3 +417,38 @@ def test_udp_and_http_entry_points_side_by_side(
     assert "configuration loaded: 2 routers" in proxy.stderr()
     sock.close()
     assert free_port()  # the harness's TCP helpers still work alongside
+
+
+def test_sessions_are_bounded_by_max_connections_and_host_names_resolve(
+    turnout: Callable[..., Turnout],  # noqa: F811
+    echo: Callable[..., Echo],
+) -> None:
+    server = echo(dual_stack=True)
+    port = free_udp_port()
+    # A server named by host name (resolved when a session opens, from /etc/hosts).
+    dynamic = (
+        ROUTER
+        + f'[[udp.services.echo.loadBalancer.servers]]\naddress = "localhost:{server.port}"\n'
+    )
+    proxy = turnout(
+        dynamic,
+        static_extra=(
+            f'[entryPoints.dns]\naddress = "127.0.0.1:{port}/udp"\n'
+            'udp.timeout = "1s"\ntransport.maxConnections = 3\n'
+        ),
+    )
+    assert wait_until(lambda: f"127.0.0.1:{port}/udp" in proxy.stderr()), proxy.stderr()
+    sockets = [client() for _ in range(4)]
+    for sock in sockets[:3]:
+        assert ask(sock, port, b"in") == b"in"
+    # A fourth client address is refused a session while three are open...
+    sockets[3].sendto(b"out", ("127.0.0.1", port))
+    assert nothing_comes(sockets[3])
+    stats = udp_stats(proxy)
+    assert stats["sessions"] == 3 and stats["session_limit_dropped"] == 1
+    # ...and the open ones keep working; once they expire it gets its turn.
+    assert ask(sockets[0], port, b"still") == b"still"
+    assert wait_until(lambda: udp_stats(proxy)["sessions"] == 0, timeout=5)
+    assert ask(sockets[3], port, b"now") == b"now"
+    for sock in sockets:
+        sock.close()
