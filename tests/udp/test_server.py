@@ -391,9 +391,9 @@ def test_shutdown_closes_sessions_at_once(
     assert udp_stats(proxy)["sessions"] == 5
     started = time.monotonic()
     proxy.signal(15)
-    assert proxy.wait(5) == 0, proxy.stderr()
+    assert proxy.wait(9) == 0, proxy.stderr()
     # Sessions do not hold shutdown for graceTimeOut (10 s) nor for their 60 s timeout.
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 6
     for sock in sockets:
         sock.close()
 
