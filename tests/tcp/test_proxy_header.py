@@ -31,6 +31,8 @@ from tests.integration.harness import (
     wait_for_port,
 )
 from tests.runtime.support import require_binary
+from tests.tcp.support import tcp_service
+from tests.tcp.test_passthrough import TlsServer, passthrough, s_client, subject_cn
 
 TRUSTED = 'proxyProtocol.trustedIPs = ["127.0.0.1", "10.0.0.0/8"]'
 GET = b"GET /who HTTP/1.1\r\nHost: app.test\r\n\r\n"
@@ -313,3 +315,28 @@ def test_tcp_routers_behind_haproxy_see_and_pass_on_the_original_client(
         assert isinstance(header, ProxyHeader)
         assert header.source == (source, port)
         assert received.endswith(b"hello")
+
+
+def test_tls_passthrough_by_sni_behind_haproxy(
+    turnout: Callable[..., Turnout],  # noqa: F811
+    haproxy: Callable[[int, str], int],
+    tmp_path: Path,
+) -> None:
+    """The ClientHello that follows a PROXY header (often in the same read) is peeked
+    for SNI as if it opened the connection."""
+    one, two = TlsServer(tmp_path, "one.example"), TlsServer(tmp_path, "two.example")
+    try:
+        proxy = turnout(
+            passthrough("one", "HostSNI(`one.example`)", "one")
+            + passthrough("two", "HostSNI(`two.example`)", "two")
+            + tcp_service("one", one.port)
+            + tcp_service("two", two.port),
+            entrypoint_extra=TRUSTED,
+        )
+        for option in ("send-proxy", "send-proxy-v2"):
+            front = haproxy(proxy.port, option)
+            assert subject_cn(s_client(front, "one.example")) == "one.example"
+            assert subject_cn(s_client(front, "two.example")) == "two.example"
+    finally:
+        one.stop()
+        two.stop()
