@@ -173,12 +173,14 @@ class _Now:
         self._flight: dict[str, int] | None = None
 
     def service(self, info: ServiceInfo) -> ServiceInfo:
-        balancer = self.view.balancers.get(info.name)
-        if balancer is None:
+        live = self.view.live_services.get(info.name)
+        if live is None:
             return info
         if self._flight is None:
             self._flight = in_flight(self.runtime)
-        states, reasons = server_states(balancer)
+        if not isinstance(live, LoadBalancer):
+            return msgspec.structs.replace(info, in_flight_requests=self._flight.get(info.name, 0))
+        states, reasons = server_states(live)
         servers = info.load_balancer.servers if info.load_balancer is not None else ()
         # Every configured server (weight 0 ones too), as Traefik lists them.
         status = {server.url: states.get(server.url, UP) for server in servers}

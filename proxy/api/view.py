@@ -46,7 +46,6 @@ from proxy.api.model import (
 from proxy.config.dynamic import Middleware, Router, Service
 from proxy.config.static import EntryPoint as EntryPointConfig
 from proxy.runtime.snapshot import qualify
-from proxy.services.loadbalancer import LoadBalancer
 
 if TYPE_CHECKING:
     from proxy.config.load import ConfigIssue
@@ -126,8 +125,9 @@ class View:
     entrypoints: dict[str, EntryPointInfo]
     providers: list[ProviderStatus]
     overview: Overview
-    # Live load balancers by service name, for serverStatus and in-flight counts.
-    balancers: dict[str, LoadBalancer]
+    # Live user services by name (load balancers, weighted, failover...), for
+    # serverStatus and in-flight counts.
+    live_services: dict[str, Any]
 
 
 def _issue(issue: ConfigIssue) -> Issue:
@@ -277,10 +277,10 @@ class _Builder:
             entrypoints=entrypoints,
             providers=self.provider_statuses(),
             overview=None,  # type: ignore[arg-type]
-            balancers={
+            live_services={
                 name: service
                 for name, service in snapshot.services.items()
-                if isinstance(service, LoadBalancer)
+                if not name.endswith("@internal")
             },
         )
         view.overview = Overview(

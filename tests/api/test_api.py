@@ -429,3 +429,25 @@ def test_no_debug_endpoint_without_api_debug(running) -> None:
     response = get(running.ports["traefik"], "/debug/vars")
     assert response.status == 404
     assert b"fds" not in response.body
+
+
+def test_a_weighted_service_is_listed_with_its_type(turnout, backend) -> None:
+    alive = backend()
+    dynamic = (
+        '[http.routers.canary]\nrule = "PathPrefix(`/`)"\nservice = "canary"\n'
+        '[[http.services.canary.weighted.services]]\nname = "v1"\nweight = 3\n'
+        '[[http.services.canary.weighted.services]]\nname = "v2"\nweight = 1\n'
+        f'[[http.services.v1.loadBalancer.servers]]\nurl = "{alive.url}"\n'
+        f'[[http.services.v2.loadBalancer.servers]]\nurl = "{alive.url}"\n'
+    )
+    proxy = turnout(dynamic, entrypoints=("web", "traefik"), static_extra=API)
+    assert get(proxy.ports["web"], "/").status == 200
+    status, body, _ = api(proxy, "/api/http/services/canary@file")
+    assert status == 200
+    assert body["type"] == "weighted"
+    assert body["usedBy"] == ["canary@file"]
+    assert body["inFlightRequests"] == 0
+    assert [s["name"] for s in body["weighted"]["services"]] == ["v1", "v2"]
+    assert "serverStatus" not in body
+    _, v1, _ = api(proxy, "/api/http/services/v1@file")
+    assert v1["serverStatus"] == {alive.url: "UP"}
