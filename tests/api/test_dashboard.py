@@ -79,6 +79,27 @@ def browser(tmp_path: Path) -> Iterator[object]:
             driver.quit()
 
 
+def text(driver, selector: str) -> str | None:
+    """The rendered text of the first element ``selector`` finds, read in one script.
+
+    The page redraws its tables on every refresh, so an element found in one
+    call may be gone in the next: everything is read in a single round trip.
+    """
+    return driver.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.innerText : null",
+        selector,
+    )
+
+
+def attribute_of_all(driver, selector: str, name: str) -> list[str]:
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0]))"
+        ".map(e => e.getAttribute(arguments[1]))",
+        selector,
+        name,
+    )
+
+
 def screenshot(driver, tmp_path: Path, record_property, name: str) -> Path:
     path = tmp_path / f"{name}.png"
     assert driver.save_screenshot(str(path)), "no screenshot"
@@ -106,22 +127,20 @@ def test_the_dashboard_shows_routers_and_a_down_server(
     origin = f"http://127.0.0.1:{proxy.ports['traefik']}"
     browser.get(origin + "/dashboard")  # redirected to /dashboard/
     wait = WebDriverWait(browser, 20)
-    row = wait.until(
-        ec.presence_of_element_located((By.CSS_SELECTOR, '#routers tr[data-name="shop@file"]'))
-    )
+    shop = '#routers tr[data-name="shop@file"]'
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, shop)))
     assert browser.current_url == origin + "/dashboard/"
-    assert "Host(`shop.example`)" in row.text
-    assert "strip" in row.text and "shop" in row.text
-    assert row.find_element(By.CSS_SELECTOR, ".badge").text.lower() == "enabled"
-    down = wait.until(
-        ec.presence_of_element_located(
-            (By.CSS_SELECTOR, f'#services .server[data-url="{DEAD}"][data-status="DOWN"]')
-        )
-    )
-    assert "DOWN" in down.text.upper()
-    up = browser.find_element(By.CSS_SELECTOR, f'#services .server[data-url="{alive.url}"]')
-    assert up.get_attribute("data-status") == "UP"
-    problems = browser.find_element(By.ID, "problems").text
+    row = text(browser, shop) or ""
+    assert "Host(`shop.example`)" in row
+    assert "strip" in row and "shop" in row
+    assert (text(browser, f"{shop} .badge") or "").lower() == "enabled"
+    down = f'#services .server[data-url="{DEAD}"][data-status="DOWN"]'
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, down)))
+    assert "DOWN" in (text(browser, down) or "").upper()
+    assert attribute_of_all(
+        browser, f'#services .server[data-url="{alive.url}"]', "data-status"
+    ) == ["UP", "UP"]  # shop@file and blog@file
+    problems = text(browser, "#problems") or ""
     assert f"Server {DEAD} of service shop@file is DOWN" in problems
     # Everything the page loaded came from Turnout itself.
     loaded = browser.execute_script(
@@ -157,10 +176,7 @@ def test_the_dashboard_shows_routers_and_a_down_server(
         assert wait_until(lambda: cells("gone@file")[1] == "100 %", 15), cells("gone@file")
         assert cells("blog@file")[1] == "0 %"
         assert float(cells("blog@file")[0]) > 1
-        assert (
-            "Router gone@file: 100 % of answers are 5xx"
-            in browser.find_element(By.ID, "problems").text
-        )
+        assert "Router gone@file: 100 % of answers are 5xx" in (text(browser, "#problems") or "")
     finally:
         stop.set()
         sender.join(5)
@@ -170,13 +186,7 @@ def test_the_dashboard_shows_routers_and_a_down_server(
     search = browser.find_element(By.ID, "search")
     search.send_keys("blog")
     assert wait_until(
-        lambda: (
-            [
-                r.get_attribute("data-name")
-                for r in browser.find_elements(By.CSS_SELECTOR, "#routers tbody tr")
-            ]
-            == ["blog@file"]
-        )
+        lambda: attribute_of_all(browser, "#routers tbody tr", "data-name") == ["blog@file"]
     )
 
 
@@ -196,13 +206,11 @@ def test_the_dashboard_shows_a_refused_configuration(
     assert wait_until(lambda: "refused" in proxy.stderr(), 10)
     browser.get(f"http://127.0.0.1:{proxy.ports['traefik']}/dashboard/")
     wait = WebDriverWait(browser, 20)
-    refusal = wait.until(
-        ec.visibility_of_element_located(
-            (By.CSS_SELECTOR, '#refused .refusal[data-provider="file"]')
-        )
-    )
-    assert "http.routers.broken.service: unknown service 'nowhere'" in refusal.text
-    assert str(proxy.dynamic_path) in refusal.text
-    row = browser.find_element(By.CSS_SELECTOR, '#routers tr[data-name="broken@file"]')
-    assert row.find_element(By.CSS_SELECTOR, ".badge").text.lower() == "disabled"
+    refused = '#refused .refusal[data-provider="file"]'
+    wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, refused)))
+    refusal = text(browser, refused) or ""
+    assert "http.routers.broken.service: unknown service 'nowhere'" in refusal
+    assert str(proxy.dynamic_path) in refusal
+    badge = text(browser, '#routers tr[data-name="broken@file"] .badge') or ""
+    assert badge.lower() == "disabled"
     screenshot(browser, tmp_path, record_property, "dashboard-refused")
