@@ -9,11 +9,20 @@ it falls back to `return 200` (the body is still read off the socket and dropped
 but nginx may answer before the last byte arrives; the run records which).
 
 WebSocket: the bundled echo server (ws_backend.py). TCP: the bundled echo and bulk
-servers (tcp_backend.py). Those two start only when a selected scenario needs them.
+servers (tcp_backend.py), and PostgreSQL for pgbench (initdb into a temporary
+folder, run as the postgres user when we are root). Those start only when a
+selected scenario needs them.
 """
 
 from __future__ import annotations
 
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +30,7 @@ from benchmarks.backend import LARGE_PATH, UPLOAD_PATH, large_body
 from benchmarks.procs import (
     LOOPBACK,
     Server,
+    StartError,
     find_binary,
     free_port,
     python_cmd,
@@ -225,6 +235,72 @@ class TcpBackend(Backend):
         self.server.wait_tcp(self.bulk_port, timeout=5, echo=False)
 
 
+def postgres_tool(name: str) -> str | None:
+    """A PostgreSQL server binary (initdb, postgres: not on PATH in Debian) or client tool."""
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found[-1] if found else find_binary(name)
+
+
+class PgBackend(Backend):
+    """PostgreSQL with pgbench's tables (scale 1), for the pgbench-select scenario.
+
+    Its folder is a fresh ``mkdtemp`` (the run's own directory is root-only, and
+    PostgreSQL refuses to run as root): owned by postgres, removed on stop.
+    """
+
+    name = "postgresql"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.root: Path | None = None
+
+    def start(self, workdir: Path) -> None:
+        initdb, postgres, pgbench = (postgres_tool(n) for n in ("initdb", "postgres", "pgbench"))
+        if not (initdb and postgres and pgbench):
+            raise StartError("PostgreSQL is not installed (apt-get install postgresql)")
+        self.root = root = Path(tempfile.mkdtemp(prefix="turnout-bench-pg-"))
+        prefix: list[str] = []
+        if os.geteuid() == 0:
+            account = pwd.getpwnam("postgres")
+            os.chown(root, account.pw_uid, account.pw_gid)
+            prefix = ["setpriv", "--reuid=postgres", "--regid=postgres", "--clear-groups"]
+        data = root / "data"
+        subprocess.run(
+            [*prefix, initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
+            check=True,
+            capture_output=True,
+            cwd=root,
+            timeout=120,
+        )
+        self.port = free_port()
+        cmd = [*prefix, postgres, "-D", str(data), "-p", str(self.port), "-k", str(root)]
+        cmd += ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=300"]
+        self.server = Server("backend-pg", cmd, root)
+        self.server.wait_tcp(self.port, timeout=30, echo=False)
+        deadline = time.monotonic() + 60
+        while True:  # accepting connections is not accepting queries yet
+            init = subprocess.run(
+                [pgbench, "-i", "-s", "1", "-q", *pg_args(self.port), "postgres"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            if init.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise StartError(f"pgbench -i failed: {init.stderr}\n{self.server.output()}")
+            time.sleep(0.3)
+
+    def stop(self) -> None:
+        super().stop()
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def pg_args(port: int) -> list[str]:
+    return ["-h", LOOPBACK, "-p", str(port), "-U", "postgres"]
+
+
 @dataclass(slots=True)
 class Ports:
     """Where the targets forward to (backend ports; 0 when that backend is not running)."""
@@ -233,6 +309,15 @@ class Ports:
     ws: int = 0
     tcp_echo: int = 0
     tcp_bulk: int = 0
+    tcp_pg: int = 0
+
+
+def tcp_relays(ports: Ports) -> list[tuple[str, int]]:
+    """The tcp setup's relays (name, backend port): echo, bulk, and pg when it runs."""
+    relays = [("echo", ports.tcp_echo), ("bulk", ports.tcp_bulk)]
+    if ports.tcp_pg:
+        relays.append(("pg", ports.tcp_pg))
+    return relays
 
 
 class Backends:
@@ -242,8 +327,9 @@ class Backends:
         self.http: Backend = choose_backend(kind, connections)
         self.ws: WsBackend | None = None
         self.tcp: TcpBackend | None = None
+        self.pg: PgBackend | None = None
 
-    def start(self, workdir: Path, ws: bool = False, tcp: bool = False) -> None:
+    def start(self, workdir: Path, ws: bool = False, tcp: bool = False, pg: bool = False) -> None:
         self.http.start(workdir)
         if ws:
             self.ws = WsBackend()
@@ -251,9 +337,12 @@ class Backends:
         if tcp:
             self.tcp = TcpBackend()
             self.tcp.start(workdir)
+        if pg:
+            self.pg = PgBackend()
+            self.pg.start(workdir)
 
     def all(self) -> list[Backend]:
-        return [b for b in (self.http, self.ws, self.tcp) if b is not None]
+        return [b for b in (self.http, self.ws, self.tcp, self.pg) if b is not None]
 
     def pids(self) -> list[int]:
         return [b.pid for b in self.all() if b.pid]
@@ -264,6 +353,7 @@ class Backends:
             ws=self.ws.port if self.ws else 0,
             tcp_echo=self.tcp.port if self.tcp else 0,
             tcp_bulk=self.tcp.bulk_port if self.tcp else 0,
+            tcp_pg=self.pg.port if self.pg else 0,
         )
 
     def stop(self) -> None:

@@ -47,6 +47,13 @@ from benchmarks.ws_backend import accept_key, client_frame, parse_head, server_f
 RECONNECT_DELAY = 0.01
 MODES = ("http", "ws", "tcp-echo", "tcp-bulk")
 
+BULK_BLOCK = 1 << 20  # the bundled bulk backend answers each request byte with 1 MiB
+
+
+def bulk_request(size: int) -> bytes:
+    """The request bytes that make the bulk backend send ``size`` bytes back."""
+    return b"g" * max(1, size // BULK_BLOCK)
+
 
 @dataclass(slots=True)
 class Spec:
@@ -286,7 +293,7 @@ class Generator:
             self.expect = spec.message_size
         elif spec.mode == "tcp-bulk":
             self.client_cls = StreamClient
-            self.payload = b"g"
+            self.payload = bulk_request(spec.message_size)
             self.expect = spec.message_size
         else:
             raise ValueError(f"unknown mode {spec.mode!r}")

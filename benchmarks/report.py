@@ -48,7 +48,8 @@ def scenario_table(sc: dict[str, Any]) -> str:
         rows.append(
             (
                 name,
-                _f(m["requests_per_s"], ",.0f"),
+                # GiB/s and other small rates keep two decimals.
+                _f(m["requests_per_s"], ",.0f" if m["requests_per_s"] >= 100 else ",.2f"),
                 _f(m["p50_us"] / 1000, ".3f"),
                 _f(m["p99_us"] / 1000, ".3f"),
                 _f(m["cpu_s_per_10k"], ".3f"),
@@ -150,7 +151,8 @@ def render(doc: dict[str, Any]) -> str:
     parts.append(
         "CPU s/10k: the proxy's user+system CPU seconds per 10,000 requests (messages, "
         "transfers); RSS: peak resident memory (VmHWM) of the proxy's processes; "
-        "MiB/s in tcp-bulk: 1 MiB transfers per second."
+        "MiB/s in tcp-bulk: 1 MiB transfers per second; GiB/s in tcp-gib: 1 GiB transfers per "
+        "second on one connection."
     )
     return "\n".join(parts)
 

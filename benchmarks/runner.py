@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import platform
+import re
 import select
 import shutil
 import socket
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import loadgen, wrk
-from benchmarks.backends import Backends, NginxBackend, Ports
+from benchmarks.backends import Backends, NginxBackend, Ports, pg_args, postgres_tool
 from benchmarks.procs import (
     LOOPBACK,
     REPO_ROOT,
@@ -39,6 +40,7 @@ from benchmarks.procs import (
     http_get,
     python_env,
     raise_fd_limit,
+    run_bounded,
     set_affinity,
     system_cpu_seconds,
     tcp_echo,
@@ -406,10 +408,16 @@ def ws_echo_check(port: int, path: str, size: int, timeout: float = 5.0) -> str 
     return None
 
 
+def bulk_timeout(size: int) -> float:
+    """Seconds allowed for one bulk transfer: 5, or more at a slow 100 MiB/s."""
+    return max(5.0, size / (100 << 20))
+
+
 def tcp_bulk_check(port: int, size: int, timeout: float = 5.0) -> str | None:
+    timeout = max(timeout, bulk_timeout(size))
     deadline = time.monotonic() + timeout
     with socket.create_connection((LOOPBACK, port), timeout=timeout) as s:
-        s.sendall(b"g")
+        s.sendall(loadgen.bulk_request(size))
         got = 0
         while got < size:
             s.settimeout(max(0.01, deadline - time.monotonic()))
@@ -418,6 +426,52 @@ def tcp_bulk_check(port: int, size: int, timeout: float = 5.0) -> str | None:
                 return f"connection closed after {got} of {size} bytes"
             got += len(chunk)
     return None if got == size else f"got {got} bytes, expected {size}"
+
+
+def pgbench_check(port: int) -> str | None:
+    psql = postgres_tool("psql")
+    if psql is None:
+        return "psql is not installed"
+    done = run_bounded([psql, *pg_args(port), "-d", "postgres", "-tAc", "select 6 * 7"], 30)
+    return None if done.stdout.strip() == "42" else f"psql: {done.stderr.strip()[:200]}"
+
+
+def pgbench_run(port: int, clients: int, duration: float, prefix: list[str]) -> LoadResult:
+    """``pgbench -S`` for ``duration`` seconds: TPS as the rate, latency percentiles from
+    pgbench's per-transaction log (``-l``). Failed transactions (or a non-zero exit) are errors.
+    """
+    pgbench = postgres_tool("pgbench")
+    if pgbench is None:
+        raise RuntimeError("pgbench is not installed")
+    seconds = max(1, round(duration))
+    cmd = [*prefix, pgbench, "-S", "-n", "-l", "-T", str(seconds), "-c", str(clients), "-j", "2"]
+    logs = Path(tempfile.mkdtemp(prefix="turnout-bench-pgbench-"))
+    try:
+        done = run_bounded([*cmd, *pg_args(port), "postgres"], seconds + 60, cwd=logs)
+        latencies = sorted(
+            int(line.split()[2])
+            for log in logs.glob("pgbench_log.*")
+            for line in log.read_text().splitlines()
+            if line.strip()
+        )
+    finally:
+        shutil.rmtree(logs, ignore_errors=True)
+    out = done.stdout
+    processed = re.search(r"number of transactions actually processed: (\d+)", out)
+    tps = re.search(r"tps = ([\d.]+)", out)
+    failed = re.search(r"number of failed transactions: (\d+)", out)
+    if done.returncode != 0 or processed is None or tps is None or not latencies:
+        raise RuntimeError(f"pgbench failed: {(done.stderr or out).strip()[:300]}")
+    return LoadResult(
+        tool="pgbench",
+        requests=int(processed.group(1)),
+        duration_s=float(seconds),
+        requests_per_s=float(tps.group(1)),
+        p50_us=float(latencies[len(latencies) // 2]),
+        p99_us=float(latencies[min(len(latencies) - 1, len(latencies) * 99 // 100)]),
+        errors=int(failed.group(1)) if failed else 0,
+        extra={"clients": clients},
+    )
 
 
 def check_target(port: int, sc: Scenario, is_proxy: bool = False) -> str | None:
@@ -431,6 +485,8 @@ def check_target(port: int, sc: Scenario, is_proxy: bool = False) -> str | None:
             return None if got == payload else f"echoed {len(got)} bytes, not the message"
         if sc.kind == "tcp-bulk":
             return tcp_bulk_check(port, sc.message_size)
+        if sc.kind == "pgbench":
+            return pgbench_check(port)
         body = b"x" * sc.request_body_size if sc.request_body_size else None
         reply = http_get(
             port, sc.path, timeout=5.0, host=sc.host_header, method=sc.method, body=body
@@ -576,6 +632,8 @@ class Runner:
     def _load(self, target: Target, sc: Scenario, conns: int, duration: float) -> LoadResult:
         port = target.port_for(sc)
         prefix = self._pin_prefix(sc.pinned)
+        if sc.kind == "pgbench":
+            return pgbench_run(port, conns, duration, prefix)
         if self.opts.loadgen_for(sc) == "wrk":
             return wrk.run(
                 f"http://{LOOPBACK}:{port}{sc.path}",
@@ -600,6 +658,7 @@ class Runner:
             body_size=sc.request_body_size,
             host_header=sc.host_header,
             message_size=sc.message_size or 64,
+            timeout=bulk_timeout(sc.message_size) if sc.kind == "tcp-bulk" else 5.0,
         )
         return loadgen.run_spec(spec, self.opts.processes, prefix)
 
@@ -668,7 +727,8 @@ class Runner:
             )
         names = {s.setup for s in self.scenarios}
         self.log(f"starting backends ({self.backends.http.describe()}) ...")
-        self.backends.start(tmp, ws="websocket" in names, tcp="tcp" in names)
+        pg = any(s.kind == "pgbench" for s in self.scenarios)
+        self.backends.start(tmp, ws="websocket" in names, tcp="tcp" in names, pg=pg)
 
     def _start_targets(self, tmp: Path, setup: Setup, skip_turnout: bool) -> list[Target]:
         started: list[Target] = []

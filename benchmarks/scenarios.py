@@ -11,7 +11,8 @@ Setups:
 - middlewares  the catch-all route behind issue 6's typical chain (headers, stripPrefix,
                rateLimit never reached, compress on a response too small to compress);
 - websocket    a catch-all route to the bundled WebSocket echo backend;
-- tcp          two TCP relays: to the bundled echo server and to the bulk server.
+- tcp          TCP relays: to the bundled echo server and to the bulk server, and to
+               PostgreSQL when pgbench-select runs.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ UPLOAD_SIZE = 64 * 1024
 WS_MESSAGE_SIZE = 64
 TCP_MESSAGE_SIZE = 64
 TCP_BULK_SIZE = 1 << 20
+TCP_GIB = 1 << 30
+PGBENCH_CLIENTS = 16  # PostgreSQL forks a process per client: 16 keep a 2-core machine busy
 ROUTER_COUNT = 10_000
 BENCH_ROUTER = ROUTER_COUNT // 2  # the benched router sits in the middle of the table
 
@@ -45,7 +48,7 @@ class Scenario:
     description: str
     path: str = "/"
     body_size: int = len(SMALL_BODY)  # expected response body length, checked first
-    kind: str = "http"  # http | ws | tcp-echo | tcp-bulk
+    kind: str = "http"  # http | ws | tcp-echo | tcp-bulk | pgbench
     setup: str = "http"  # see SETUPS
     keepalive: bool = True  # False: a new connection per request
     connections: int | None = None  # None: the --connections option
@@ -53,7 +56,7 @@ class Scenario:
     method: str = "GET"
     request_body_size: int = 0  # POST body bytes per request
     host_header: str | None = None  # None: 127.0.0.1:PORT
-    message_size: int = 0  # ws / tcp-echo message bytes; tcp-bulk bytes per transfer
+    message_size: int = 0  # ws / tcp-echo message bytes; tcp-bulk bytes per transfer (MiB multiple)
     idle: bool = False  # hold --idle-connections idle keep-alive connections during the run
     pinned: bool = False  # proxy on one CPU, load generator and backend on another
     unit: str = "req/s"
@@ -165,6 +168,25 @@ SCENARIOS: list[Scenario] = [
         kind="tcp-bulk",
         message_size=TCP_BULK_SIZE,
         unit="MiB/s",
+    ),
+    Scenario(
+        name="tcp-gib",
+        description="TCP relay, 1 GiB through one connection (1,024 request bytes, each "
+        "answered by 1 MiB), again and again",
+        setup="tcp",
+        kind="tcp-bulk",
+        message_size=TCP_GIB,
+        connections=1,
+        unit="GiB/s",
+    ),
+    Scenario(
+        name="pgbench-select",
+        description="PostgreSQL through the TCP relay: pgbench -S (select-only, scale 1), "
+        "one connection per client for the whole run",
+        setup="tcp",
+        kind="pgbench",
+        connections=PGBENCH_CLIENTS,
+        unit="TPS",
     ),
 ]
 SCENARIO_NAMES = [s.name for s in SCENARIOS]

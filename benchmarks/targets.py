@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.backends import STREAM_MODULE, Ports, start_nginx
+from benchmarks.backends import STREAM_MODULE, Ports, start_nginx, tcp_relays
 from benchmarks.procs import LOOPBACK, Server, StartError, find_binary, free_port, run_bounded
 from benchmarks.scenarios import BENCH_HOST, ROUTER_COUNT, Scenario, router_host
 
@@ -109,7 +109,7 @@ class Target:
 
     def allocate_ports(self, setup: Setup) -> None:
         if setup.name == "tcp":
-            self.ports = {"tcp-echo": free_port(), "tcp-bulk": free_port()}
+            self.ports = {f"tcp-{name}": free_port() for name, _ in tcp_relays(setup.ports)}
         else:
             self.ports = {"http": free_port()}
 
@@ -121,6 +121,8 @@ class Target:
     def port_for(self, sc: Scenario) -> int:
         if sc.kind in ("tcp-echo", "tcp-bulk"):
             return self.ports[sc.kind]
+        if sc.kind == "pgbench":
+            return self.ports["tcp-pg"]
         return self.ports["http"]
 
     def start(self, workdir: Path, setup: Setup) -> None:
@@ -184,7 +186,7 @@ class Direct(Target):
     def start(self, workdir: Path, setup: Setup) -> None:
         p = setup.ports
         if setup.name == "tcp":
-            self.ports = {"tcp-echo": p.tcp_echo, "tcp-bulk": p.tcp_bulk}
+            self.ports = {f"tcp-{name}": port for name, port in tcp_relays(p)}
         elif setup.name == "websocket":
             self.ports = {"http": p.ws}
         else:
@@ -225,11 +227,9 @@ class Turnout(Target):
         dynamic.write_text(turnout_dynamic(setup))
         static = workdir / "static.toml"
         if setup.name == "tcp":
-            entrypoints = (
-                "[entryPoints.echo]\n"
-                f'address = "{LOOPBACK}:{self.ports["tcp-echo"]}"\n\n'
-                "[entryPoints.bulk]\n"
-                f'address = "{LOOPBACK}:{self.ports["tcp-bulk"]}"\n'
+            entrypoints = "".join(
+                f'[entryPoints.{name}]\naddress = "{LOOPBACK}:{self.ports["tcp-" + name]}"\n\n'
+                for name, _ in tcp_relays(setup.ports)
             )
         else:
             entrypoints = f'[entryPoints.web]\naddress = "{LOOPBACK}:{self.ports["http"]}"\n'
@@ -305,7 +305,7 @@ def turnout_dynamic(setup: Setup) -> str:
         return "\n".join(parts)
     if setup.name == "tcp":
         out = []
-        for name, port in (("echo", p.tcp_echo), ("bulk", p.tcp_bulk)):
+        for name, port in tcp_relays(p):
             out.append(
                 f"[tcp.routers.{name}]\n"
                 f'entryPoints = ["{name}"]\n'
@@ -374,7 +374,7 @@ defaults
 """
         if setup.name == "tcp":
             body = "    mode tcp\n"
-            for name, port in (("echo", p.tcp_echo), ("bulk", p.tcp_bulk)):
+            for name, port in tcp_relays(p):
                 body += f"""
 frontend {name}
     bind {LOOPBACK}:{self.ports["tcp-" + name]}
@@ -469,7 +469,7 @@ class NginxProxy(Target):
         proxy_pass {LOOPBACK}:{port};
     }}
 """
-                for name, port in (("echo", p.tcp_echo), ("bulk", p.tcp_bulk))
+                for name, port in tcp_relays(p)
             )
         elif setup.name == "routers-10k":
             # The first server is the default one: an unknown Host gets 404, not a router.

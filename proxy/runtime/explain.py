@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 import re2
 
 from proxy.config.dynamic import Middleware, Service
 from proxy.rules import SimpleRequest
+from proxy.rules.tcp import ConnInfo
 from proxy.runtime.snapshot import Snapshot, qualify
 from proxy.services.loadbalancer import LoadBalancer
 
@@ -29,6 +30,46 @@ _GO_REPLACEMENT = re.compile(r"\$(\d+|\{\w+\}|\$)")
 
 class ExplainError(ValueError):
     """A request that cannot be explained (bad URL, unknown entry point)."""
+
+
+def explain_tcp(
+    snapshot: Snapshot, scheme: str, parts: SplitResult, *, entrypoint: str, client_ip: str
+) -> str:
+    """Which TCP router a connection would take: ``tcp://`` (non-TLS bytes) or
+    ``tls://SNI?alpn=h2,postgresql`` (a ClientHello with that server name and ALPN)."""
+    entry = snapshot.tcp.entries.get(entrypoint)
+    is_tls = scheme == "tls"
+    sni = (parts.hostname or "").lower().rstrip(".") if is_tls else ""
+    alpn = tuple(p for p in parse_qs(parts.query).get("alpn", [""])[0].split(",") if p)
+    out = [f"{scheme}://{sni}{'?alpn=' + ','.join(alpn) if alpn else ''}"]
+    out.append(f"  entry point {entrypoint}, client {client_ip}")
+    out.append("")
+    if entry is None:
+        out.append(f"No TCP router on {entrypoint}: HTTP routers serve every connection.")
+        return "\n".join(out)
+    if not is_tls and entry.early:
+        out.append("Only non-TLS TCP routers here: routed at once, before the client sends.")
+    table = entry.tls if is_tls else entry.plain
+    info = ConnInfo(sni, alpn, client_ip)
+    chosen = table.match_route(info) if table is not None else None
+    if chosen is None:
+        out.append(f"No {'TLS' if is_tls else 'non-TLS'} TCP router matches.")
+        out.append(
+            "The connection is closed (Turnout has no TLS termination)."
+            if is_tls
+            else "The bytes go to the HTTP routers."
+        )
+        return "\n".join(out)
+    assert table is not None
+    item = next(c for c in table.compiled if c.route is chosen)
+    out.append(f"Chosen: {chosen.name}  priority {item.priority}  {chosen.rule}")
+    target = snapshot.tcp.targets[chosen.name]
+    if target.middlewares:
+        out.append("Middlewares: " + ", ".join(m.name for m in target.middlewares))
+    server = target.service.pick_server()
+    where = server.address if server is not None else "no server (the connection is closed)"
+    out.append(f"Service {target.service.name} -> {where}")
+    return "\n".join(out)
 
 
 class _Request:
@@ -55,8 +96,12 @@ def explain(
     headers: list[str] | tuple[str, ...] = (),
 ) -> str:
     parts = urlsplit(url if "://" in url else f"http://{url}")
+    if parts.scheme in ("tcp", "tls"):
+        return explain_tcp(
+            snapshot, parts.scheme, parts, entrypoint=entrypoint, client_ip=client_ip
+        )
     if parts.scheme not in ("http", "https"):
-        raise ExplainError(f"URL scheme must be http or https: {url!r}")
+        raise ExplainError(f"URL scheme must be http, https, tcp or tls: {url!r}")
     if not parts.hostname:
         raise ExplainError(f"URL has no host: {url!r}")
     header_pairs: list[tuple[str, str]] = []
