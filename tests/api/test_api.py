@@ -451,3 +451,38 @@ def test_a_weighted_service_is_listed_with_its_type(turnout, backend) -> None:
     assert "serverStatus" not in body
     _, v1, _ = api(proxy, "/api/http/services/v1@file")
     assert v1["serverStatus"] == {alive.url: "UP"}
+
+
+def test_udp_routers_and_services_are_listed(turnout) -> None:
+    from tests.integration.harness import free_port
+
+    dns = free_port()
+    dynamic = (
+        '[http.routers.who]\nrule = "PathPrefix(`/`)"\nservice = "whoami@internal"\n'
+        '[udp.routers.dns]\nentryPoints = ["dns"]\nservice = "dns"\n'
+        '[[udp.services.dns.loadBalancer.servers]]\naddress = "127.0.0.1:9"\n'
+    )
+    proxy = turnout(
+        dynamic,
+        entrypoints=("web", "traefik"),
+        static_extra=API + f'[entryPoints.dns]\naddress = "127.0.0.1:{dns}/udp"\n',
+    )
+    status, routers, _ = api(proxy, "/api/udp/routers")
+    assert status == 200
+    assert routers == [
+        {
+            "entryPoints": ["dns"],
+            "service": "dns",
+            "status": "enabled",
+            "using": ["dns"],
+            "name": "dns@file",
+            "provider": "file",
+        }
+    ]
+    _, service, _ = api(proxy, "/api/udp/services/dns@file")
+    assert (service["type"], service["usedBy"]) == ("loadbalancer", ["dns@file"])
+    _, entrypoints, _ = api(proxy, "/api/entrypoints")
+    assert names(entrypoints) == ["dns", "traefik", "web"]
+    # The HTTP router without entryPoints is on web only: not on traefik, not on UDP.
+    _, who, _ = api(proxy, "/api/http/routers/who@file")
+    assert who["using"] == ["web"]
