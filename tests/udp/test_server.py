@@ -452,3 +452,33 @@ def test_sessions_are_bounded_by_max_connections_and_host_names_resolve(
     assert ask(sockets[3], port, b"now") == b"now"
     for sock in sockets:
         sock.close()
+
+
+@pytest.mark.parametrize("listen", ["[::1]:{port}/udp", ":{port}/udp"])
+def test_ipv6_and_all_interface_entry_points(
+    turnout: Callable[..., Turnout],  # noqa: F811
+    echo: Callable[..., Echo],
+    listen: str,
+) -> None:
+    """``:P/udp`` is one dual-stack socket: IPv4 clients (seen as ::ffff:a.b.c.d)
+    and IPv6 clients both get their answers from it."""
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 in this kernel")
+    server = echo()
+    port = free_udp_port()
+    proxy = turnout(
+        ROUTER + lb(server.port),
+        static_extra=f'[entryPoints.dns]\naddress = "{listen.format(port=port)}"\n',
+    )
+    assert wait_until(lambda: f":{port}/udp" in proxy.stderr()), proxy.stderr()
+    families = [(socket.AF_INET6, "::1")]
+    if listen.startswith(":"):
+        families.append((socket.AF_INET, "127.0.0.1"))
+    for family, host in families:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(3)
+            sock.sendto(b"hello " + host.encode(), (host, port))
+            data, peer = sock.recvfrom(100)
+            assert data == b"hello " + host.encode()
+            assert peer[1] == port
+    assert udp_stats(proxy)["sessions_opened"] == len(families)
