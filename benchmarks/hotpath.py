@@ -16,6 +16,10 @@ path can be compared to a fraction of a microsecond.
 ``--chain`` measures the bare router and the same router behind the
 ``middlewares`` scenario's chain (headers, stripPrefix, rateLimit never
 reached, compress on a response too small to compress), interleaved.
+``--services`` measures the plain load balancer against one with
+``healthCheck`` and ``passiveHealthCheck`` (each answer reported to the
+passive check; no probe runs here) and a weighted service with
+``healthCheck`` over two such load balancers, interleaved.
 """
 
 from __future__ import annotations
@@ -90,10 +94,30 @@ CHAIN: dict[str, object] = {
 }
 
 
+BACKEND = {"servers": [{"url": "http://127.0.0.1:8081"}]}
+CHECKED = {**BACKEND, "healthCheck": {"path": "/health"}, "passiveHealthCheck": {}}
+# The service ``app`` of each --services row (all end on the same server, so on one pool).
+SERVICES: dict[str, dict[str, object]] = {
+    "loadBalancer": {"app": {"loadBalancer": BACKEND}},
+    "health": {"app": {"loadBalancer": CHECKED}},
+    "weighted": {
+        "app": {
+            "weighted": {
+                "services": [{"name": "a", "weight": 3}, {"name": "b"}],
+                "healthCheck": {},
+            }
+        },
+        "a": {"loadBalancer": CHECKED},
+        "b": {"loadBalancer": CHECKED},
+    },
+}
+
+
 def setup(
     routers: int = 1,
     metrics: bool = True,
     chain: bool = False,
+    service: str = "loadBalancer",
 ) -> tuple[HttpConnection, UpstreamConnection, MemoryTransport, MemoryTransport]:
     loop = asyncio.new_event_loop()
     static = StaticConfig()
@@ -104,7 +128,7 @@ def setup(
                 for i in range(routers - 1)
             }
             | {"bench": {"rule": "PathPrefix(`/`)", "service": "app"}},
-            "services": {"app": {"loadBalancer": {"servers": [{"url": "http://127.0.0.1:8081"}]}}},
+            "services": SERVICES[service],
         }
     }
     if chain:
@@ -129,9 +153,15 @@ def setup(
     return client, upstream, client_transport, upstream_transport
 
 
-def run(requests: int, routers: int = 1, metrics: bool = True, chain: bool = False) -> float:
+def run(
+    requests: int,
+    routers: int = 1,
+    metrics: bool = True,
+    chain: bool = False,
+    service: str = "loadBalancer",
+) -> float:
     """Seconds of Python per request."""
-    client, upstream, client_out, upstream_out = setup(routers, metrics, chain)
+    client, upstream, client_out, upstream_out = setup(routers, metrics, chain, service)
     # One request checked in full, so the loop below measures a working path.
     client.data_received(REQUEST)
     assert upstream_out.written and upstream_out.written[-1].startswith(b"GET / HTTP/1.1\r\n")
@@ -156,7 +186,24 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the loop")
     parser.add_argument("--metrics", choices=("on", "off", "both"), default="both")
     parser.add_argument("--chain", action="store_true", help="bare router vs the chain")
+    parser.add_argument(
+        "--services", action="store_true", help="load balancer vs health-checked vs weighted"
+    )
     args = parser.parse_args()
+    if args.services:
+        metrics = args.metrics != "off"
+        costs = {name: float("inf") for name in SERVICES}
+        for _ in range(3):
+            for name in SERVICES:
+                costs[name] = min(
+                    costs[name], run(args.requests, args.routers, metrics, False, name)
+                )
+        plain = costs["loadBalancer"] * 1e6
+        for name, cost in costs.items():
+            print(
+                f"{cost * 1e6:.2f} µs of Python per request, {name} (+{cost * 1e6 - plain:.2f} µs)"
+            )
+        return
     if args.chain:
         metrics = args.metrics != "off"
         best = {False: float("inf"), True: float("inf")}

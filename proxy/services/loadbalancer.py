@@ -46,6 +46,22 @@ class Server:
         self.reason = ""
 
 
+class HealthEpoch:
+    """Counts the changes of any server's state; a weighted parent rebuilds its rotation on one.
+
+    Changed by ``set_status`` only, on the event loop: a parent compares one
+    integer per pick instead of asking every child.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
+HEALTH_EPOCH = HealthEpoch()
+
+
 class SmoothRotation:
     """Smooth weighted round-robin over members that have an int ``weight``.
 
@@ -87,7 +103,7 @@ class SmoothRotation:
 
 
 class LoadBalancer(SmoothRotation):
-    __slots__ = ("health", "members", "name", "pass_host_header", "passive")
+    __slots__ = ("available", "health", "members", "name", "pass_host_header", "passive")
 
     servers: list[Server]  # the rotation: UP servers of weight > 0
 
@@ -110,11 +126,6 @@ class LoadBalancer(SmoothRotation):
         super().__init__()
         self.rebuild()
 
-    @property
-    def available(self) -> bool:
-        """Whether a request sent here can reach a server (a parent service asks)."""
-        return bool(self.servers)
-
     def server_states(self) -> dict[str, str]:
         """Each server's state by URL, ``"UP"`` or ``"DOWN"`` (Traefik's ``serverStatus``)."""
         return {server.url: UP if server.up else DOWN for server in self.members}
@@ -126,6 +137,7 @@ class LoadBalancer(SmoothRotation):
             return
         server.up = up
         self.rebuild()
+        HEALTH_EPOCH.value += 1
         if up:
             log.info("server %s of service %s is UP", server.url, self.name)
         else:
@@ -134,6 +146,9 @@ class LoadBalancer(SmoothRotation):
     def rebuild(self) -> None:
         """Recompute the rotation from the members (after a change of their states)."""
         self.rotate([server for server in self.members if server.up])
+        # Whether a request sent here can reach a server (what a parent service asks):
+        # an attribute, not a property, as a weighted parent reads it at every pick.
+        self.available = bool(self.servers)
 
     def pick_server(self) -> tuple[LoadBalancer, Server] | None:
         server = self.pick()

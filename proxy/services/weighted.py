@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from proxy.http.errors import ServiceUnavailable
+from proxy.services.loadbalancer import HEALTH_EPOCH, SmoothRotation
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -22,8 +23,18 @@ if TYPE_CHECKING:
     from proxy.services.loadbalancer import LoadBalancer, Server
 
 
+class _Child:
+    """A child service with its weight, as SmoothRotation takes its members."""
+
+    __slots__ = ("service", "weight")
+
+    def __init__(self, service: HttpService, weight: int) -> None:
+        self.service = service
+        self.weight = weight
+
+
 class Weighted:
-    __slots__ = ("_current", "children", "health", "key", "name", "weights")
+    __slots__ = ("_children", "_rotation", "_seen", "children", "health", "key", "name", "weights")
 
     def __init__(
         self, name: str, children: list[tuple[HttpService, int]], health: bool, key: bytes
@@ -34,32 +45,22 @@ class Weighted:
         self.weights = tuple(weight for _, weight in kept)
         self.health = health
         self.key = key  # the configuration it was built from (reuse across snapshots)
-        self._current = [0] * len(kept)
+        self._children = [_Child(child, weight) for child, weight in kept]
+        self._rotation = SmoothRotation(self._children)
+        self._seen = HEALTH_EPOCH.value
 
     @property
     def available(self) -> bool:
         return any(child.available for child in self.children) if self.health else True
 
     def pick(self) -> HttpService | None:
-        # Smooth WRR over the children that can take the request now: with
-        # health, the set changes as children go DOWN and come back.
-        current = self._current
-        health = self.health
-        best = -1
-        best_value = 0
-        total = 0
-        for index, child in enumerate(self.children):
-            if health and not child.available:
-                continue
-            weight = self.weights[index]
-            current[index] += weight
-            total += weight
-            if best < 0 or current[index] > best_value:
-                best, best_value = index, current[index]
-        if best < 0:
-            return None
-        current[best] -= total
-        return self.children[best]
+        if self.health and self._seen != HEALTH_EPOCH.value:
+            # A server somewhere changed state: rotate over the children that can
+            # take a request now (a change is rare; a pick compares one integer).
+            self._seen = HEALTH_EPOCH.value
+            self._rotation.rotate([c for c in self._children if c.service.available])
+        picked = self._rotation.pick()
+        return None if picked is None else picked.service
 
     def serve(self, exchange: Exchange) -> None:
         child = self.pick()
