@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from proxy.http.server import HttpConnection
+    from proxy.http.spool import BodySpool
     from proxy.http.upstream import ServerPool, UpstreamConnection
     from proxy.middlewares.base import BodyFilter, ResponseHead
     from proxy.runtime.snapshot import RouteTarget, Snapshot
@@ -95,6 +96,7 @@ class Exchange:
         "server_url",
         "service_called",
         "snapshot",
+        "spool",
         "started",
         "status",
         "target",
@@ -149,6 +151,7 @@ class Exchange:
         self.replay: list[bytes] | None = None
         self.replay_room = 0
         self.reached_backend = False  # the failed try had written to a backend
+        self.spool: BodySpool | None = None  # a body held whole (buffering)
         # (passive health check, server) when the service watches its servers' answers.
         self.watched: tuple[PassiveHealthCheck, Server] | None = None
         # Called once the request body is complete (a mirror waits for its copy).
@@ -339,6 +342,9 @@ class Exchange:
             if transport is not None:
                 transport.write(data)
             return
+        if self.spool is not None:
+            self.spool.write(data)
+            return
         if self.pending is None:
             self.pending = [data]
         else:
@@ -357,9 +363,13 @@ class Exchange:
             self.pending = None
             self.pending_size = 0
             self.conn.resume_reading_for(self.conn.PAUSE_PENDING)
+        if self.spool is not None:
+            parts.extend(self.spool.parts() or ())  # in memory: with the head
         conn = pool.take_idle()
         if conn is not None:
             conn.start(self, parts)
+            if self.spool is not None and self.spool.file is not None:
+                self.spool.pump(self, conn)
             if self.request_done:
                 self.conn.await_response(self)
             return
@@ -398,6 +408,8 @@ class Exchange:
             self.pending_size = 0
             self.conn.resume_reading_for(self.conn.PAUSE_PENDING)
         conn.start(self, parts)
+        if self.spool is not None and self.spool.file is not None:
+            self.spool.pump(self, conn)
         if self.request_done:
             self.conn.await_response(self)
 

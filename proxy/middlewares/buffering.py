@@ -3,11 +3,11 @@
 Request side, as Traefik (oxy's buffer): a body over ``maxRequestBodyBytes``
 (0: no limit) is refused with 413, up front when Content-Length says so, else
 as soon as the bytes read pass it; a body within the limit is held until it is
-complete, then the rest of the chain and the service run. Turnout holds
-bodies in memory only: past ``memRequestBodyBytes`` Traefik spills to a file,
-so without a maximum a larger body is streamed to the service instead.
-A chunked body is watched every 10 ms while it arrives (the engine has no
-body-size callback yet).
+complete, then the rest of the chain and the service run. Up to
+``memRequestBodyBytes`` it is held in memory, past it in a temporary file
+(``proxy.http.spool``), sent to the backend at the pace it reads and deleted
+when the exchange ends. A chunked body is watched every 10 ms while it
+arrives (the engine has no body-size callback yet), and keeps its framing.
 
 Response side: a response over ``maxResponseBodyBytes`` becomes a 500, as
 Traefik answers: at once when its Content-Length says so; without one, the
@@ -30,6 +30,7 @@ import functools
 from typing import TYPE_CHECKING
 
 from proxy.config.dynamic import Buffering
+from proxy.http.spool import BodySpool
 from proxy.middlewares import register
 from proxy.middlewares.base import (
     AFTER_BODY,
@@ -73,6 +74,8 @@ class Replace(BodyFilter):
 
 def payload_size(ex: Exchange) -> int:
     """Body bytes held so far, without the chunk framing the engine keeps for upstream."""
+    if ex.spool is not None:
+        return ex.spool.payload
     pending = ex.pending
     if not pending:
         return 0
@@ -83,6 +86,8 @@ def payload_size(ex: Exchange) -> int:
 
 def payload(ex: Exchange) -> bytes:
     """The body bytes held so far, without the chunk framing."""
+    if ex.spool is not None:
+        return ex.spool.read_payload()  # held by a buffering before this middleware
     pending = ex.pending
     if not pending:
         return b""
@@ -104,26 +109,38 @@ class BufferingHandler(Handler):
         if length is not None:
             if limit and length > limit:
                 return TOO_LARGE
-            if not limit and length > self.mem_request:
-                return None  # too large to hold in memory: streamed
-            ex.pending_limit = max(ex.pending_limit, length + 1)
+            if length > self.mem_request:
+                self._spool(ex)  # past memRequestBodyBytes: to a temporary file
+            else:
+                ex.pending_limit = max(ex.pending_limit, length + 1)
             return AFTER_BODY
         if not ex.chunked or ex.request_done:
             return None
-        # Room for the chunk framing too: the poll, not a pause, sees the limit passed.
-        ex.pending_limit = limit + limit // 4 + 65536 if limit else self.mem_request
+        self._spool(ex)
         asyncio.get_running_loop().call_later(POLL, self._watch, ex)
         return PENDING
+
+    def _spool(self, ex: Exchange) -> None:
+        """From now on the body goes to a spool (what arrived already first)."""
+        ex.spool = BodySpool(self.mem_request, chunked=ex.chunked, held=ex.pending)
+        ex.pending = None
+        ex.pending_size = 0
+        ex.conn.resume_reading_for(ex.conn.PAUSE_PENDING)
 
     def _watch(self, ex: Exchange) -> None:
         if ex.finished or ex.conn.transport is None or ex.response_state != 0:
             return
-        if self.max_request and payload_size(ex) > self.max_request:
+        spool = ex.spool
+        if self.max_request and spool is not None and spool.payload > self.max_request:
             answer(ex, TOO_LARGE)
-        elif ex.request_done or (not self.max_request and ex.pending_size > self.mem_request):
+        elif ex.request_done:
             resume(ex)
         else:
             asyncio.get_running_loop().call_later(POLL, self._watch, ex)
+
+    def on_done(self, ex: Exchange, status: int) -> None:
+        if ex.spool is not None:
+            ex.spool.close()  # the temporary file goes now
 
     def on_response(self, ex: Exchange, head: ResponseHead) -> None:
         if not self.max_response:
@@ -159,8 +176,8 @@ class RetryingBufferingHandler(BufferingHandler):
 
     def on_request(self, ex: Exchange) -> Answer | Pending | None:
         verdict = super().on_request(ex)
-        if verdict is not TOO_LARGE:
-            ex.keep_body(self.max_request or self.mem_request)
+        if verdict is not TOO_LARGE and ex.spool is None:
+            ex.keep_body(self.max_request or self.mem_request)  # a spool is sent again as it is
         return verdict
 
     def on_upstream_error(self, ex: Exchange, error: Exception) -> bool:
@@ -168,7 +185,7 @@ class RetryingBufferingHandler(BufferingHandler):
         status = getattr(error, "status", 502)
         if tries >= MAX_TRIES or not self.retry(Attempt(ex.method, tries, status)):
             return False
-        if not ex.rewind_body():
+        if ex.spool is None and not ex.rewind_body():
             return False  # the body was too large to keep
         self.tries[ex] = tries + 1
         asyncio.get_running_loop().call_soon(redispatch, ex)
@@ -176,6 +193,7 @@ class RetryingBufferingHandler(BufferingHandler):
 
     def on_done(self, ex: Exchange, status: int) -> None:
         self.tries.pop(ex, None)
+        super().on_done(ex, status)
 
 
 @register("buffering")

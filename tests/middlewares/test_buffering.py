@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -153,15 +155,46 @@ def test_a_chunked_body_over_the_maximum_is_413(proxy: Turnout, app: Backend) ->
     assert len(app.raw_bytes) == before
 
 
-def test_without_a_maximum_a_body_past_memory_is_streamed(proxy: Turnout, app: Backend) -> None:
+def spool_files(proxy: Turnout) -> list[str]:
+    """Regular files in the temporary directory that turnout holds open (body spools)."""
+    tmp = tempfile.gettempdir()
+    found = []
+    for fd in Path(f"/proc/{proxy.pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith(tmp + "/"):
+            found.append(target)
+    return found
+
+
+def test_a_body_past_memory_is_held_in_a_temporary_file(proxy: Turnout, app: Backend) -> None:
+    # memRequestBodyBytes = 1000, no maximum: held whole all the same, as Traefik.
     before = len(app.raw_bytes)
+    files = len(spool_files(proxy))
     with connect(proxy.port) as sock:
-        sock.sendall(post_head("spill", "Transfer-Encoding: chunked\r\n") + chunk(b"a" * 1500))
-        # Past memRequestBodyBytes the service gets the request before the body ends.
-        assert wait_until(lambda: len(app.raw_bytes) > before + 1500, 3)
-        sock.sendall(chunk(b"b" * 10) + b"0\r\n\r\n")
+        sock.sendall(post_head("spill", "Content-Length: 5000\r\n") + b"a" * 3000)
+        assert wait_until(lambda: len(spool_files(proxy)) == files + 1, 3)
+        time.sleep(0.1)
+        assert len(app.raw_bytes) == before  # nothing forwarded yet, not even the head
+        sock.sendall(b"b" * 2000)
         response = ResponseReader(sock).read()
-    assert (response.status, response.body) == (200, b"got 1510")
+    assert (response.status, response.body) == (200, b"got 5000")
+    assert app.requests[-1].body == b"a" * 3000 + b"b" * 2000
+    assert wait_until(lambda: len(spool_files(proxy)) == files, 3)  # deleted with the exchange
+
+
+def test_a_large_chunked_body_goes_through_the_file(proxy: Turnout, app: Backend) -> None:
+    pieces = [bytes([65 + n % 26]) * 100_000 for n in range(30)]  # 3 MB in 30 chunks
+    with connect(proxy.port) as sock:
+        sock.sendall(post_head("spill", "Transfer-Encoding: chunked\r\n"))
+        for piece in pieces:
+            sock.sendall(chunk(piece))
+        sock.sendall(b"0\r\n\r\n")
+        response = ResponseReader(sock).read(timeout=15)
+    assert (response.status, response.body) == (200, b"got 3000000")
+    assert app.requests[-1].body == b"".join(pieces)
 
 
 def test_a_response_over_the_maximum_is_500(proxy: Turnout) -> None:

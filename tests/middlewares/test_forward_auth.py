@@ -94,6 +94,8 @@ address = "http://127.0.0.1:{free_port()}/"
 address = "{auth_url}/verify"
 forwardBody = true
 headerField = "X-Auth-User"
+[http.middlewares.spooled.buffering]
+memRequestBodyBytes = 100
 [http.middlewares.small.forwardAuth]
 address = "{auth_url}/verify"
 forwardBody = true
@@ -107,6 +109,7 @@ def proxy(servers: tuple[Backend, Backend], module_proxy: Callable[..., Turnout]
     auth, app = servers
     names = ("plain", "regex", "keep", "down", "body", "small")
     routers = "".join(host_router(n, [n]) for n in names)
+    routers += host_router("spooled", ["spooled", "body"])
     return module_proxy(
         middlewares(auth.url) + routers + service(app.url),
         entrypoint_extra="forwardedHeaders.insecure = true",
@@ -227,6 +230,26 @@ def test_forward_body_goes_to_the_auth_server_and_the_service(proxy, servers) ->
     # No body: nothing waits.
     assert get(proxy.port, "/", host="body.test").status == 200
     assert auth.requests[-1].body == b""
+
+
+def test_forward_body_after_buffering_spooled_it(proxy, servers) -> None:  # type: ignore[no-untyped-def]
+    auth, app = servers
+    form = bytes(range(256)) * 40  # 10 kB: past buffering's memRequestBodyBytes, in a file
+    response = raw_request(
+        proxy.port,
+        b"POST /f HTTP/1.1\r\nHost: spooled.test\r\nContent-Length: %d\r\n\r\n" % len(form) + form,
+    )
+    assert response.status == 200
+    assert auth.requests[-1].body == form
+    assert app.requests[-1].body == form
+    chunked = (
+        b"POST /f HTTP/1.1\r\nHost: spooled.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"".join(b"%x\r\n%s\r\n" % (len(form), form) for _ in range(2))
+        + b"0\r\n\r\n"
+    )
+    assert raw_request(proxy.port, chunked).status == 200
+    assert auth.requests[-1].body == form * 2  # the payload, without the framing
+    assert app.requests[-1].body == form * 2
 
 
 def test_max_body_size_is_a_401_before_asking(proxy, servers) -> None:  # type: ignore[no-untyped-def]
