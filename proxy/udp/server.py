@@ -39,6 +39,7 @@ COUNTERS = (
     "unrouted_dropped",
     "session_limit_dropped",
     "pending_dropped",
+    "congestion_dropped",
     "open_failed",
     "upstream_errors",
     "sessions_opened",
@@ -58,6 +59,7 @@ class UdpListener(asyncio.DatagramProtocol):
         "tasks",
         "timeout",
         "transport",
+        "writing_paused",
     )
 
     def __init__(self, entrypoint: UdpEntryPoint) -> None:
@@ -70,6 +72,7 @@ class UdpListener(asyncio.DatagramProtocol):
         self.tasks: set[asyncio.Task[None]] = set()
         self.transport: asyncio.DatagramTransport | None = None
         self.sock: socket.socket | None = None
+        self.writing_paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -85,6 +88,14 @@ class UdpListener(asyncio.DatagramProtocol):
             if session is None:
                 return
         session.send(data)
+
+    def pause_writing(self) -> None:
+        # The socket's send buffer is full (the transport queues what it cannot
+        # send): drop answers, as a router would, rather than queue them without end.
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
 
     def error_received(self, exc: Exception) -> None:
         # On an unconnected socket Linux reports nothing per peer; keep serving.
@@ -132,7 +143,9 @@ class UdpListener(asyncio.DatagramProtocol):
     def send(self, data: bytes, client: Address) -> None:
         transport = self.transport
         if transport is not None:
-            if data:
+            if self.writing_paused:
+                self.counters["congestion_dropped"] += 1
+            elif data:
                 transport.sendto(data, client)
             elif self.sock is not None:
                 # asyncio transports skip sendto(b""); the socket sends it.

@@ -42,6 +42,7 @@ class Session(asyncio.DatagramProtocol):
         "server",
         "sock",
         "transport",
+        "writing_paused",
     )
 
     def __init__(self, listener: UdpListener, client: Address, server: UdpServer) -> None:
@@ -54,6 +55,7 @@ class Session(asyncio.DatagramProtocol):
         self.sock: socket.socket | None = None
         self.pending: list[bytes] = []
         self.opening = True
+        self.writing_paused = False
         self.last_active = listener.clock.time()
 
     async def open(self) -> None:
@@ -107,6 +109,12 @@ class Session(asyncio.DatagramProtocol):
         self.last_active = listener.clock.time()
         listener.send(data, self.client)
 
+    def pause_writing(self) -> None:
+        self.writing_paused = True  # see UdpListener.pause_writing
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable and the like: the server is not there. Closing
         # lets the client's next datagram open a session to the next server.
@@ -125,7 +133,9 @@ class Session(asyncio.DatagramProtocol):
         self.last_active = self.listener.clock.time()
         transport = self.transport
         if transport is not None:
-            if data:
+            if self.writing_paused:
+                self.listener.counters["congestion_dropped"] += 1
+            elif data:
                 transport.sendto(data)
             else:
                 self.send_empty()
