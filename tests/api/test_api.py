@@ -486,3 +486,24 @@ def test_udp_routers_and_services_are_listed(turnout) -> None:
     # The HTTP router without entryPoints is on web only: not on traefik, not on UDP.
     _, who, _ = api(proxy, "/api/http/routers/who@file")
     assert who["using"] == ["web"]
+
+
+def test_overview_names_the_metrics_backend_and_access_log(turnout, tmp_path) -> None:
+    who = '[http.routers.who]\nrule = "PathPrefix(`/`)"\nservice = "whoami@internal"\n'
+    access_log = tmp_path / "access.log"
+    proxy = turnout(
+        who,
+        entrypoints=("web", "traefik"),
+        static_extra=API + f'[metrics.prometheus]\n[accessLog]\nfilePath = "{access_log}"\n',
+    )
+    _, overview, _ = api(proxy, "/api/overview")
+    assert overview["features"] == {
+        "tracing": "",
+        "metrics": "Prometheus",
+        "accessLog": True,
+        "hub": False,
+    }
+    # prometheus@internal shares the traefik entry point with the API.
+    assert get(proxy.ports["traefik"], "/metrics").status == 200
+    _, routers, _ = api(proxy, "/api/http/routers?provider=internal")
+    assert names(routers) == ["api@internal", "dashboard@internal", "prometheus@internal"]
