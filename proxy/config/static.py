@@ -215,6 +215,13 @@ def entry_point_problems(static: "StaticConfig") -> list[tuple[str, str]]:
                             f"{entry!r} is not an IP address or CIDR range",
                         )
                     )
+        if entrypoint.address.strip().lower().endswith("/udp"):
+            udp = entrypoint.udp
+            if float(udp.timeout) <= 0:
+                # Traefik refuses it too ("timeout should be greater than zero").
+                problems.append((f"{prefix}.udp.timeout", "must be greater than zero"))
+            if not 1 <= udp.max_datagram_bytes <= 65535:
+                problems.append((f"{prefix}.udp.maxDatagramBytes", "must be 1-65535"))
     return problems
 
 

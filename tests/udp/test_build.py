@@ -205,3 +205,26 @@ def test_turnout_check_counts_udp_routers_and_refuses_bad_ones(tmp_path: Path) -
     assert (
         f"{dynamic}:2: udp.routers.dns.entryPoints[0]: entry point 'web' is not a UDP entry point"
     ) in done.stderr
+
+
+def test_udp_entry_point_settings_out_of_range_are_refused(tmp_path: Path) -> None:
+    static = tmp_path / "static.toml"
+    static.write_text(
+        '[entryPoints.dns]\naddress = "127.0.0.1:0/udp"\n'
+        'udp.timeout = "0s"\nudp.maxDatagramBytes = 70000\n'
+        # The udp section of a TCP entry point is not used: not checked.
+        '[entryPoints.web]\naddress = "127.0.0.1:0"\nudp.timeout = "0s"\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "proxy.cli", "check", "-c", str(static)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    lines = [line.split(": ", 1)[1] for line in done.stderr.splitlines()]
+    assert lines == [
+        "entryPoints.dns.udp.timeout: must be greater than zero",
+        "entryPoints.dns.udp.maxDatagramBytes: must be 1-65535",
+    ]
