@@ -315,6 +315,8 @@ class Exchange:
 
     def rewind_body(self) -> bool:
         """Queue the kept body for the next try; False when it was not (fully) kept."""
+        if self.spool is not None:
+            return True  # a spooled body (buffering) is sent again from the spool
         replay = self.replay
         if replay is None:
             return self.content_length in (None, 0) and not self.chunked
