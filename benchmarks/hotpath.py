@@ -200,9 +200,8 @@ def main() -> None:
                 )
         plain = costs["loadBalancer"] * 1e6
         for name, cost in costs.items():
-            print(
-                f"{cost * 1e6:.2f} µs of Python per request, {name} (+{cost * 1e6 - plain:.2f} µs)"
-            )
+            extra = cost * 1e6 - plain
+            print(f"{cost * 1e6:.2f} µs of Python per request, {name} ({extra:+.2f} µs)")
         return
     if args.chain:
         metrics = args.metrics != "off"
