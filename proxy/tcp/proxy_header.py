@@ -34,7 +34,7 @@ import ipaddress
 import logging
 from typing import TYPE_CHECKING, Protocol
 
-from proxy.tcp.proxy_protocol import NO_HEADER, HeaderParser, ProxyProtocolError
+from proxy.tcp.proxy_protocol import HeaderParser, ProxyHeader, ProxyProtocolError
 
 if TYPE_CHECKING:
     from proxy.runtime.entrypoint import EntryPoint
@@ -128,7 +128,7 @@ class ProxyHeaderReader(asyncio.Protocol):
         if header is None:
             return
         peer = self.peer
-        if header is not NO_HEADER:
+        if isinstance(header, ProxyHeader):
             if not self.trusted:
                 log.debug(
                     "entryPoint %s: %s is not in proxyProtocol.trustedIPs: its PROXY header "
@@ -136,8 +136,8 @@ class ProxyHeaderReader(asyncio.Protocol):
                     self.entrypoint.name,
                     peer[0] if peer else "?",
                 )
-            elif header.source is not None:  # type: ignore[union-attr]
-                peer = header.source  # type: ignore[union-attr]
+            elif header.source is not None:
+                peer = header.source
         self._hand_over(peer, self.parser.rest)
 
     def eof_received(self) -> bool | None:
