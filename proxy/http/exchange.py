@@ -102,6 +102,7 @@ class Exchange:
         "target",
         "upgrade",
         "upstream",
+        "user",
         "version",
         "waiting_body",
         "watched",
@@ -120,6 +121,7 @@ class Exchange:
         self.server_url = ""
         self.original_target: bytes | None = None  # the target before a middleware rewrote it
         self.retry_attempts = 0  # tries the retry middleware added
+        self.user = ""  # the authenticated user, for the access log's ClientUsername
         # Request head, filled by the parser callbacks
         self.method = ""
         self.method_raw = b""

@@ -121,6 +121,7 @@ class BasicAuthHandler(Handler):
             self.verified.popitem(last=False)
 
     def _admit(self, ex: Exchange, user: str) -> None:
+        ex.user = user  # the access log's ClientUsername, as Traefik
         if self.header_field:
             ex.set_header(self.header_field, user)
         if self.remove_header:

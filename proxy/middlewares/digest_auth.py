@@ -105,6 +105,7 @@ class DigestAuthHandler(Handler):
         user, stale = self._check(ex)
         if user is None:
             return self._challenge(stale)
+        ex.user = user  # the access log's ClientUsername, as Traefik
         if self.header_field:
             ex.set_header(self.header_field, user)
         if self.remove_header:

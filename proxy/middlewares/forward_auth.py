@@ -25,9 +25,8 @@ file; the system's trust store otherwise), ``cert`` and ``key`` (a client
 certificate), ``insecureSkipVerify``; ``caOptional`` is accepted and, as in
 Traefik where it is deprecated, changes nothing.
 
-``headerField`` names the auth answer's header that holds the user: Traefik
-puts it in its access log, which Turnout does not write yet, so it is
-accepted and changes nothing else.
+``headerField`` names the auth answer's header that holds the user: its
+first value is the access log's ``ClientUsername``, as in Traefik.
 """
 
 from __future__ import annotations
@@ -88,6 +87,7 @@ class ForwardAuthHandler(Handler):
         "cookie_names",
         "cookies",
         "forward_body",
+        "header_field",
         "max_body",
         "max_request_body",
         "preserve_location",
@@ -107,6 +107,7 @@ class ForwardAuthHandler(Handler):
         self.target = target
         self.context = context
         self.forward_body = config.forward_body
+        self.header_field = config.header_field
         self.max_request_body = config.max_body_size  # < 0: no limit
         self.trust = config.trust_forward_header
         self.request_headers = frozenset(h.lower() for h in config.auth_request_headers)
@@ -212,6 +213,11 @@ class ForwardAuthHandler(Handler):
             return
         if ex.finished:
             return  # the client left meanwhile
+        if self.header_field:
+            # Traefik names the user in its access log with this header of the answer.
+            users = reply.values(self.header_field)
+            if users:
+                ex.user = users[0]
         if not 200 <= reply.status < 300:
             answer(ex, self.denied(reply))
             return

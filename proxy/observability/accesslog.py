@@ -31,7 +31,8 @@ keeps, drops (the default) or redacts (``REDACTED``) request headers.
 ``filters.{statusCodes, retryAttempts, minDuration}`` keep a line when any
 matches, as Traefik. Not logged (no counterpart in Turnout): TLS fields,
 ``OriginDuration`` (so ``Overhead`` is the whole ``Duration``), ``GzipRatio``,
-``origin_``/``downstream_`` headers; ``ClientUsername`` is ``-``.
+``origin_``/``downstream_`` headers. ``ClientUsername`` is the user basicAuth or
+digestAuth admitted, or forwardAuth's ``headerField`` named (``-`` otherwise).
 """
 
 from __future__ import annotations
@@ -303,7 +304,7 @@ class AccessLog:
             "ClientAddr": client_addr,
             "ClientHost": client_host,
             "ClientPort": client_port,
-            "ClientUsername": "-",
+            "ClientUsername": ex.user or "-",
             "RetryAttempts": ex.retry_attempts,
             "RequestMethod": ex.method,
             "RequestPath": target.decode("utf-8", "surrogateescape"),

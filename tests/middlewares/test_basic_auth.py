@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -59,12 +60,27 @@ usersFile = "{users_dir / "changing"}"
 """
     routers = router("auth", ["auth"]) + router("realm", ["realm"])
     routers += router("changing", ["changing"])
-    return proxy_factory(middlewares + routers + service(app_backend.url))
+    log = users_dir / "access.json"
+    static = f'[accessLog]\nfilePath = "{log}"\nformat = "json"\n'
+    return proxy_factory(middlewares + routers + service(app_backend.url), static_extra=static)
 
 
 def basic(user: str, password: str) -> str:
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     return f"Authorization: Basic {token}\r\n"
+
+
+def test_the_user_is_the_access_logs_client_username(proxy: Turnout, users_dir: Path) -> None:
+    log = users_dir / "access.json"
+
+    def last_user() -> str:
+        lines = log.read_text().splitlines() if log.exists() else []
+        return json.loads(lines[-1])["ClientUsername"] if lines else ""
+
+    assert get(proxy.port, host="realm.test", headers=basic("sha", "sha-pw")).status == 200
+    assert wait_until(lambda: last_user() == "sha", 5), log.read_text()[-500:]
+    assert get(proxy.port, host="realm.test").status == 401
+    assert wait_until(lambda: last_user() == "-", 5)
 
 
 def test_no_credentials_get_a_challenge(proxy: Turnout, app_backend: Backend) -> None:

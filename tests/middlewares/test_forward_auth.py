@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import json
 import ssl
 import subprocess
 import threading
@@ -21,6 +22,7 @@ from tests.integration.harness import (
     free_port,
     get,
     ok_response,
+    wait_until,
 )
 from tests.integration.harness import request as raw_request
 from tests.middlewares.traffic import (  # noqa: F401  (fixtures)
@@ -105,7 +107,14 @@ maxResponseBodySize = 10
 
 
 @pytest.fixture(scope="module")
-def proxy(servers: tuple[Backend, Backend], module_proxy: Callable[..., Turnout]) -> Turnout:
+def access_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs") / "access.json"
+
+
+@pytest.fixture(scope="module")
+def proxy(
+    servers: tuple[Backend, Backend], module_proxy: Callable[..., Turnout], access_log: Path
+) -> Turnout:
     auth, app = servers
     names = ("plain", "regex", "keep", "down", "body", "small")
     routers = "".join(host_router(n, [n]) for n in names)
@@ -113,6 +122,7 @@ def proxy(servers: tuple[Backend, Backend], module_proxy: Callable[..., Turnout]
     return module_proxy(
         middlewares(auth.url) + routers + service(app.url),
         entrypoint_extra="forwardedHeaders.insecure = true",
+        static_extra=f'[accessLog]\nfilePath = "{access_log}"\nformat = "json"\n',
     )
 
 
@@ -250,6 +260,18 @@ def test_forward_body_after_buffering_spooled_it(proxy, servers) -> None:  # typ
     assert raw_request(proxy.port, chunked).status == 200
     assert auth.requests[-1].body == form * 2  # the payload, without the framing
     assert app.requests[-1].body == form * 2
+
+
+def test_header_field_names_the_user_in_the_access_log(proxy, access_log: Path) -> None:  # type: ignore[no-untyped-def]
+    def last_user() -> str:
+        lines = access_log.read_text().splitlines() if access_log.exists() else []
+        return json.loads(lines[-1])["ClientUsername"] if lines else ""
+
+    # "body" has headerField = "X-Auth-User"; the auth server answers "alice".
+    assert get(proxy.port, "/who", host="body.test").status == 200
+    assert wait_until(lambda: last_user() == "alice", 5), access_log.read_text()[-500:]
+    assert get(proxy.port, "/who", host="plain.test").status == 200  # no headerField
+    assert wait_until(lambda: last_user() == "-", 5)
 
 
 def test_max_body_size_is_a_401_before_asking(proxy, servers) -> None:  # type: ignore[no-untyped-def]
