@@ -26,15 +26,14 @@ import asyncio
 import datetime
 import gc
 import logging
-import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import unquote
 
 import msgspec
 
 from proxy import __version__
+from proxy.api import pages
 from proxy.api.model import (
     ENCODER,
     Message,
@@ -42,10 +41,11 @@ from proxy.api.model import (
     ServiceInfo,
     Version,
 )
-from proxy.api.response import TEXT, send, send_prepared, status_line
+from proxy.api.query import BadRequest, Query
+from proxy.api.response import TEXT, send
+from proxy.api.traffic import traffic
 from proxy.api.view import View, ViewCache, provider_of
 from proxy.http.server import HttpConnection
-from proxy.observability.metrics import REGISTRY, Totals
 from proxy.runtime import debug
 from proxy.runtime.internal import ENTRYPOINT, MAX_PRIORITY, InternalService, router
 from proxy.services.loadbalancer import LoadBalancer
@@ -55,79 +55,10 @@ if TYPE_CHECKING:
     from proxy.config.static import StaticConfig
     from proxy.http.exchange import Exchange
 
-DEFAULT_PER_PAGE = 100
 UP = "UP"
 
 _VIEWS = ViewCache()
 log = logging.getLogger("turnout")
-
-
-class BadRequest(Exception):
-    pass
-
-
-# -- query parameters -------------------------------------------------------------
-
-
-class Query:
-    """A list request's criteria, as Traefik's ``searchCriterion`` plus ``provider``."""
-
-    __slots__ = ("middleware", "page", "per_page", "provider", "search", "service", "status")
-
-    def __init__(self, raw: str) -> None:
-        values = parse_qs(raw, keep_blank_values=True) if raw else {}
-
-        def first(key: str) -> str:
-            found = values.get(key)
-            return found[0] if found else ""
-
-        self.search = first("search").lower()
-        self.status = first("status").lower()
-        self.service = first("serviceName")
-        self.middleware = first("middlewareName")
-        self.provider = first("provider").lower()
-        self.per_page = _positive(first("per_page"), "per_page", DEFAULT_PER_PAGE)
-        self.page = _positive(first("page"), "page", 1)
-
-    def keep(self, item: Any, *searched: str) -> bool:
-        if self.status and item.status.lower() != self.status:
-            return False
-        if self.provider and item.provider.lower() != self.provider:
-            return False
-        if self.search and not any(self.search in text.lower() for text in searched):
-            return False
-        if self.service and not _same_service(self.service, item):
-            return False
-        return not self.middleware or self.middleware in (getattr(item, "middlewares", ()) or ())
-
-    def page_of(self, items: Sequence[Any]) -> tuple[Sequence[Any], int]:
-        """The requested page and the next page number (1 after the last), or BadRequest."""
-        start = (self.page - 1) * self.per_page
-        if start != 0 and start >= len(items):
-            raise BadRequest(f"invalid request: page: {self.page}, per_page: {self.per_page}")
-        end = min(start + self.per_page, len(items))
-        following = self.page + 1 if self.page * self.per_page < len(items) else 1
-        return items[start:end], following
-
-
-def _positive(raw: str, key: str, default: int) -> int:
-    if raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise BadRequest(f"invalid request: {key}: {value}")
-    return value
-
-
-def _same_service(wanted: str, item: Any) -> bool:
-    """Traefik's ``filterService``: a router's service as written, qualified or not."""
-    service = getattr(item, "service", "")
-    if "@" in service:
-        return wanted == service
-    return wanted.partition("@")[0] == service
 
 
 # -- what moves between snapshots ------------------------------------------------------
@@ -326,113 +257,6 @@ def _version(runtime: Any) -> Version:
     return Version(Version=__version__, Codename="turnout", startDate=start)
 
 
-class TrafficCounters(msgspec.Struct, rename="camel"):
-    """Requests since start, by outcome; the dashboard differences two answers into rates."""
-
-    requests: int
-    client_errors: int  # 4xx
-    server_errors: int  # 5xx
-    duration: float  # seconds, summed over the requests
-
-
-class Traffic(msgspec.Struct):
-    available: bool
-    time: float  # Unix time of the reading
-    routers: dict[str, TrafficCounters]
-    services: dict[str, TrafficCounters]
-    entrypoints: dict[str, TrafficCounters]
-
-
-def _counters(totals: dict[str, Totals]) -> dict[str, TrafficCounters]:
-    counters = {}
-    for name, total in totals.items():
-        client = server = 0
-        for code, count in total.codes.items():
-            if code >= 500:
-                server += count
-            elif code >= 400:
-                client += count
-        counters[name] = TrafficCounters(total.requests, client, server, total.duration)
-    return counters
-
-
-def traffic(runtime: Any) -> Traffic:
-    """The metrics registry's request counters per router, service and entry point.
-
-    Counted only where ``entryPoints.N.observability.metrics`` is on (Traefik's
-    default); ``available`` is false when no entry point counts.
-    """
-    counting = runtime is not None and any(
-        e.config.observability.metrics for e in runtime.entrypoints.values()
-    )
-    return Traffic(
-        available=counting,
-        time=time.time(),
-        routers=_counters(REGISTRY.routers()),
-        services=_counters(REGISTRY.services()),
-        entrypoints=_counters(REGISTRY.entrypoints()),
-    )
-
-
-# -- the dashboard's files ------------------------------------------------------------
-
-DASHBOARD_DIR = Path(__file__).with_name("dashboard")
-_TYPES = {
-    ".html": b"text/html; charset=utf-8",
-    ".js": b"text/javascript; charset=utf-8",
-    ".css": b"text/css; charset=utf-8",
-    ".svg": b"image/svg+xml",
-}
-# The page loads nothing from elsewhere, and says so to the browser.
-_SECURITY = (
-    b"Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n"
-    b"Content-Security-Policy: default-src 'self'; img-src 'self' data:\r\n"
-)
-
-
-def _load_assets() -> dict[str, tuple[bytes, bytes]]:
-    """``/dashboard/NAME`` -> (prepared head, body), read once."""
-    assets: dict[str, tuple[bytes, bytes]] = {}
-    if not DASHBOARD_DIR.is_dir():
-        return assets
-    for path in sorted(DASHBOARD_DIR.iterdir()):
-        content_type = _TYPES.get(path.suffix)
-        if content_type is None or not path.is_file():
-            continue
-        head = status_line(200) + b"Content-Type: " + content_type + b"\r\n" + _SECURITY
-        assets[f"/dashboard/{path.name}"] = (head, path.read_bytes())
-    if "/dashboard/index.html" in assets:
-        assets["/dashboard/"] = assets["/dashboard/index.html"]
-    return assets
-
-
-_ASSETS = _load_assets()
-
-
-def _redirect_to_dashboard(exchange: Exchange) -> None:
-    # Behind a router that strips a prefix, X-Forwarded-Prefix keeps the link right.
-    prefix = ""
-    for value in exchange.header("X-Forwarded-Prefix")[:1]:
-        prefix = value.rstrip("/")
-    location = f"{prefix}/dashboard/".encode("latin-1", "replace")
-    send(exchange, 302, b"", TEXT, b"Location: " + location + b"\r\n")
-
-
-def _dashboard(exchange: Exchange, path: str) -> bool:
-    """Serve a dashboard path; False when ``path`` is not one."""
-    if path in ("/dashboard", "/"):
-        _redirect_to_dashboard(exchange)
-        return True
-    asset = _ASSETS.get(path)
-    if asset is not None:
-        send_prepared(exchange, 200, asset[0], asset[1])
-        return True
-    if path.startswith("/dashboard/"):
-        send(exchange, 404, b"404 page not found\n", TEXT)
-        return True
-    return False
-
-
 # -- the services --------------------------------------------------------------------------
 
 
@@ -465,7 +289,7 @@ def api(exchange: Exchange) -> None:
         _debug(exchange, path, runtime)
         return
     dashboard_on = config is None or config.dashboard
-    if dashboard_on and _dashboard(exchange, path):
+    if dashboard_on and pages.serve(exchange, path):
         return
     _json(exchange, 404, Message(f"not found: {path}"))
 
@@ -488,7 +312,7 @@ def dashboard(exchange: Exchange) -> None:
     """``dashboard@internal``: the page, and ``/`` redirected to it (Traefik's insecure mode)."""
     if not _allowed(exchange):
         return
-    if not _dashboard(exchange, exchange.path):
+    if not pages.serve(exchange, exchange.path):
         send(exchange, 404, b"404 page not found\n", TEXT)
 
 
