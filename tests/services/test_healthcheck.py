@@ -17,6 +17,7 @@ import time
 import pytest
 
 from tests.integration.harness import (
+    BackendProcess,
     dynamic_for,
     get,
     ok_response,
@@ -369,3 +370,16 @@ def test_https_probe_uses_the_servers_transport(https_server, turnout, transport
         assert wait_until(lambda: "is DOWN" in proxy.stderr(), 3.0)
         assert re.search(r"is DOWN: .*certificate verify failed", proxy.stderr(), re.I)
         assert get(proxy.port).status == 503
+
+
+def test_a_server_that_hangs_is_down_after_the_timeout(backend, turnout):
+    # Accepts connections and never answers: only the probe's timeout can tell.
+    hung = BackendProcess("hung", "silent")
+    try:
+        good = backend(responder=lambda r: ok_response(b"good"))
+        proxy = turnout(dynamic_for(good.url, hung.url, extra=HEALTH))
+        down = f"server {hung.url} of service app@file is DOWN: no answer within {TIMEOUT:g} s"
+        assert wait_until(lambda: down in proxy.stderr(), INTERVAL + TIMEOUT + 1.5), proxy.stderr()
+        assert [get(proxy.port).body for _ in range(4)] == [b"good"] * 4
+    finally:
+        hung.stop()
