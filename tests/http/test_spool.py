@@ -1,0 +1,55 @@
+"""BodySpool: a held request body in memory, then in a temporary file (buffering).
+
+Its pump to a backend is exercised through a real turnout in
+tests/middlewares/test_buffering.py; here, what it holds and how it counts.
+"""
+
+from __future__ import annotations
+
+from proxy.http.headers import CRLF, LAST_CHUNK, chunk_size_line
+from proxy.http.spool import BodySpool
+
+
+def chunked_writes(*pieces: bytes) -> list[bytes]:
+    """What Exchange.body and body_done send for a chunked body."""
+    writes: list[bytes] = []
+    for piece in pieces:
+        writes += [chunk_size_line(len(piece)), piece, CRLF]
+    return [*writes, LAST_CHUNK]
+
+
+def test_a_small_body_stays_in_memory_and_goes_with_the_head() -> None:
+    spool = BodySpool(100, chunked=False, held=[b"abc"])
+    spool.write(b"def")
+    assert spool.file is None
+    assert spool.parts() == [b"abc", b"def"]
+    assert (spool.size, spool.payload) == (6, 6)
+    assert spool.read_payload() == b"abcdef"
+
+
+def test_past_the_memory_limit_the_body_moves_to_a_file() -> None:
+    spool = BodySpool(10, chunked=False, held=None)
+    spool.write(b"x" * 8)
+    assert spool.file is None
+    spool.write(b"y" * 8)
+    assert spool.file is not None and spool.memory == []
+    assert spool.parts() is None  # sent by the pump, after the head
+    spool.write(b"z" * 4)
+    assert spool.read_payload() == b"x" * 8 + b"y" * 8 + b"z" * 4
+    file = spool.file
+    spool.close()
+    assert file.closed and spool.file is None
+
+
+def test_a_chunked_body_counts_its_payload_and_keeps_its_framing() -> None:
+    pieces = (b"hello", b" wide", b" world" * 10)
+    spool = BodySpool(16, chunked=True, held=chunked_writes(*pieces)[:3])
+    for data in chunked_writes(*pieces)[3:]:
+        spool.write(data)
+    assert spool.payload == sum(len(piece) for piece in pieces)
+    assert spool.size == sum(len(data) for data in chunked_writes(*pieces))
+    assert spool.file is not None
+    spool.file.seek(0)
+    assert spool.file.read() == b"".join(chunked_writes(*pieces))  # framing kept for upstream
+    assert spool.read_payload() == b"".join(pieces)  # without it for forwardAuth
+    spool.close()
