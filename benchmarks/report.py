@@ -103,6 +103,17 @@ def scenario_table(sc: dict[str, Any]) -> str:
             f"scaling: turnout-w2 / turnout req/s {1 / w2['requests_per_s']:.2f}x "
             f"(2 workers against 1{bound})"
         )
+    bare = vs.pop("turnout-bare", None)
+    obs = vs.pop("turnout-obs", None)
+    medians = {n: t.get("median") or {} for n, t in sc["targets"].items()}
+    obs_rate = medians.get("turnout-obs", {}).get("requests_per_s")
+    bare_rate = medians.get("turnout-bare", {}).get("requests_per_s")
+    if obs_rate and bare_rate:
+        out.append(
+            f"observability: turnout-obs / turnout-bare req/s {obs_rate / bare_rate:.2f}x "
+            "(StatsD + Prometheus + JSON access log against all off, counting included)"
+        )
+    del bare, obs
     if vs:
         out.append("turnout / peer:")
         for peer, r in vs.items():

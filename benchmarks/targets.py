@@ -244,9 +244,14 @@ class Turnout(Target):
             f"filename = {_toml_str(str(dynamic))}\n"
             "\n"
             "[log]\n"
-            'level = "ERROR"\n'
+            'level = "ERROR"\n' + self.observability(workdir, setup)
         )
         return static
+
+    def observability(self, workdir: Path, setup: Setup) -> str:
+        """Static TOML appended for the observability variants; the default adds nothing
+        (Traefik's defaults: request counting on, no exporter, no access log)."""
+        return ""
 
     def command(self, workdir: Path, setup: Setup) -> tuple[list[str], dict[str, str] | None]:
         static = self.write_config(workdir, setup)
@@ -286,6 +291,49 @@ class TurnoutW2(Turnout):
 
     name = "turnout-w2"
     workers = 2
+
+
+class TurnoutBare(Turnout):
+    """Turnout with every observability feature off, request counting included."""
+
+    name = "turnout-bare"
+
+    def observability(self, workdir: Path, setup: Setup) -> str:
+        return "".join(
+            f"[entryPoints.{name}.observability]\nmetrics = false\naccessLogs = false\n"
+            for name in (("echo", "bulk") if setup.name == "tcp" else ("web",))
+        )
+
+
+class TurnoutObs(Turnout):
+    """Turnout with StatsD (pushed every second), Prometheus and a JSON access log to a file.
+
+    StatsD goes to a loopback UDP port nobody reads (the send costs Turnout the
+    same); /metrics is served on its own entry point and not scraped during the run.
+    """
+
+    name = "turnout-obs"
+
+    def allocate_ports(self, setup: Setup) -> None:
+        super().allocate_ports(setup)
+        self.ports["metrics"] = free_port()
+        self.ports["statsd"] = free_port()
+
+    def observability(self, workdir: Path, setup: Setup) -> str:
+        return (
+            "\n[entryPoints.metrics]\n"
+            f'address = "{LOOPBACK}:{self.ports["metrics"]}"\n'
+            "[metrics.statsD]\n"
+            f'address = "{LOOPBACK}:{self.ports["statsd"]}"\n'
+            'pushInterval = "1s"\n'
+            "addRoutersLabels = true\n"
+            "[metrics.prometheus]\n"
+            'entryPoint = "metrics"\n'
+            "addRoutersLabels = true\n"
+            "[accessLog]\n"
+            f"filePath = {_toml_str(str(workdir / 'access.json'))}\n"
+            'format = "json"\n'
+        )
 
 
 def _servers_toml(prefix: str, url: str) -> str:
@@ -626,7 +674,17 @@ class Caddy2(Caddy):
     gomaxprocs = 2
 
 
-TARGETS: list[type[Target]] = [Direct, Turnout, TurnoutW2, HAProxy, NginxProxy, Caddy, Caddy2]
+TARGETS: list[type[Target]] = [
+    Direct,
+    Turnout,
+    TurnoutW2,
+    TurnoutBare,
+    TurnoutObs,
+    HAProxy,
+    NginxProxy,
+    Caddy,
+    Caddy2,
+]
 TARGET_NAMES = [t.name for t in TARGETS]
 
 

@@ -263,3 +263,27 @@ def test_bad_settings_are_refused_with_their_keys(tmp_path):
     assert f"{static}: accessLog.format: expected common or json, got 'xml'" in done.stderr
     assert f"{static}: accessLog.filters.statusCodes[0]:" in done.stderr
     assert f"{static}: accessLog.fields.headers.defaultMode:" in done.stderr
+
+
+async def test_the_fast_json_formatter_writes_the_same_bytes_as_the_generic_one(tmp_path):
+    from benchmarks.hotpath import RESPONSE, setup
+    from proxy.config.static import AccessLog as AccessLogConfig
+    from proxy.observability.accesslog import AccessLog
+
+    client, upstream, _, _ = setup()
+    log = AccessLog(AccessLogConfig(file_path=str(tmp_path / "a.json"), format="json"))
+    assert log.fast
+    seen = []
+    client.entrypoint.observe = seen.append
+    client.data_received(b'GET /p%20q?x="1" HTTP/1.1\r\nHost: h.example:81\r\n\r\n')
+    upstream.data_received(RESPONSE)
+    client.data_received(b"GET / HTTP/1.0\r\n\r\n")
+    upstream.data_received(RESPONSE)
+    assert len(seen) == 2
+    for ex in seen:
+        fast = log.format(ex, ex.started + 0.0123, 1_700_000_000.0)
+        log.fast = False
+        generic = log.format(ex, ex.started + 0.0123, 1_700_000_000.0)
+        log.fast = True
+        assert fast == generic
+        json.loads(fast)
