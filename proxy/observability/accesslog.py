@@ -2,13 +2,13 @@
 
 Theory of operation
 -------------------
-The request path only appends ``(exchange, end time)`` to a list
-(``AccessLog.record``): no formatting, no write. The loop formats and writes
-what accumulated every ``FLUSH_INTERVAL`` (0.1 s), or at once when more than
+Once a response is written to the client, its line is formatted (a few
+microseconds, see PERFORMANCE.md) and appended to a list; no write. The loop
+writes what accumulated every ``FLUSH_INTERVAL`` (0.1 s), or as soon as
 ``bufferingSize`` lines wait (Traefik's option: lines kept in memory before
-writing; default 0 here means "batch by time only"), in one ``os.write`` of
-whole lines to a file opened ``O_APPEND``, so a line is never torn and an
-external reader never sees half of one.
+writing; 0, the default, means 64), in one ``os.write`` of whole lines to a
+file opened ``O_APPEND``, so a line is never torn and an external reader never
+sees half of one.
 
 ``SIGUSR1`` flushes what is pending into the current file and reopens
 ``filePath`` (log rotation: ``mv access.log access.log.1; kill -USR1 PID``),
@@ -56,8 +56,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("turnout")
 
 FLUSH_INTERVAL = 0.1
-# Without bufferingSize, a burst is still written in bounded batches.
-MAX_BATCH = 4096
+# Without bufferingSize, lines are written at least every 64.
+MAX_BATCH = 64
 
 # Traefik's core fields (pkg/middlewares/accesslog/logdata.go), in its order.
 CORE_FIELDS = (
@@ -117,7 +117,7 @@ class AccessLog:
         self.path = config.file_path
         self.json = config.format.lower() == "json"
         self.limit = config.buffering_size if config.buffering_size > 0 else MAX_BATCH
-        self.pending: list[tuple[Exchange, float]] = []
+        self.pending: list[bytes] = []  # formatted lines not yet written
         self.count = 0  # RequestCount: requests logged or filtered since start
         self.fd = -1
         fields = config.fields
@@ -154,6 +154,7 @@ class AccessLog:
         self._timer: asyncio.TimerHandle | None = None
         self._soon: asyncio.Handle | None = None
         self._clock = time.perf_counter
+        self.offset = time.time() - self._clock()
 
     def _keep(self, field: str) -> bool:
         mode = self.field_modes.get(field.lower())
@@ -215,9 +216,21 @@ class AccessLog:
         pending = self.pending
         clock = self._clock
         limit = self.limit
+        format_line = self.format
 
         def record(ex: Exchange) -> None:
-            pending.append((ex, clock()))
+            # Formatted now, after the response went to the client: holding the
+            # exchange until a flush would keep it (and its lists) alive past a
+            # garbage collection, which measured dearer than the formatting.
+            self.count += 1
+            try:
+                line = format_line(ex, clock(), self.offset)
+            except Exception:  # one odd request must not cost the others their lines
+                log.exception("accessLog: formatting a line failed")
+                return
+            if line is None:
+                return
+            pending.append(line)
             if len(pending) >= limit and self._soon is None and self._loop is not None:
                 self._soon = self._loop.call_soon(self._flush_soon)
 
@@ -227,28 +240,17 @@ class AccessLog:
         self._soon = None
         self.flush()
 
-    # -- formatting and writing (the loop, between requests) ------------------------
+    # -- writing (the loop, between requests) ----------------------------------------
 
     def flush(self) -> None:
+        # perf_counter -> wall clock; refreshed here, read by every line until the next.
+        self.offset = time.time() - self._clock()
         pending = self.pending
         if not pending or self.fd < 0:
             return
-        batch = pending[:]
+        data = b"".join(pending)
         pending.clear()
-        # perf_counter -> wall clock, once per batch.
-        offset = time.time() - self._clock()
-        lines = []
-        for ex, ended in batch:
-            self.count += 1
-            try:
-                line = self.format(ex, ended, offset)
-            except Exception:  # one odd request must not cost the others their lines
-                log.exception("accessLog: formatting a line failed")
-                continue
-            if line is not None:
-                lines.append(line)
-        if lines:
-            self._write(b"".join(lines))
+        self._write(data)
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
