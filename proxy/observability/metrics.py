@@ -298,6 +298,46 @@ class Registry:
     def open_connections(self) -> dict[str, int]:
         return {name: len(e.connections) for name, e in self.entrypoint_objects.items()}
 
+    def protocol_of(self, entrypoint: str) -> str:
+        """``TCP`` or ``UDP``: Traefik's ``protocol`` label of open connections."""
+        listener = self.entrypoint_objects.get(entrypoint)
+        return "UDP" if listener is not None and hasattr(listener, "listener") else "TCP"
+
+    def l4(self) -> dict[tuple[str, str, str, str], int]:
+        """Open TCP connections and UDP sessions by (protocol, entry point, router, service).
+
+        Read from the live entry points when asked: the relays count nothing per byte.
+        A TCP connection counts once routed (dialling or relaying); a UDP session
+        under the router of its entry point.
+        """
+        counts: dict[tuple[str, str, str, str], int] = {}
+        snapshot = self.snapshot()
+        for name, entrypoint in self.entrypoint_objects.items():
+            listener = getattr(entrypoint, "listener", None)
+            if listener is not None:  # a UDP entry point
+                udp = getattr(snapshot, "udp", None)
+                route = udp.routes.get(name) if udp is not None else None
+                sessions = len(listener.sessions)
+                if route is not None and sessions:
+                    key = ("udp", name, route.router, route.service.name)
+                    counts[key] = counts.get(key, 0) + sessions
+                continue
+            for conn in list(entrypoint.connections):
+                target = getattr(conn, "target", None)  # TcpFront only
+                if target is not None and getattr(conn, "server", None) is not None:
+                    key = ("tcp", name, target.router, target.service.name)
+                    counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def udp_sessions_opened(self) -> dict[str, int]:
+        """Sessions opened since start, per UDP entry point."""
+        out = {}
+        for name, entrypoint in self.entrypoint_objects.items():
+            listener = getattr(entrypoint, "listener", None)
+            if listener is not None:
+                out[name] = int(listener.counters.get("sessions_opened", 0))
+        return out
+
     def servers(self) -> Iterator[tuple[str, str, bool]]:
         """(service, url, up) of every load-balanced server of the live snapshot."""
         snapshot = self.snapshot()

@@ -8,7 +8,11 @@ prometheus-client object. Names are Traefik v3's with ``turnout_`` for
 - ``turnout_config_reloads_total``, ``turnout_config_last_reload_success`` and,
   Turnout only, ``turnout_config_reloads_failure_total`` and
   ``turnout_config_last_reload_failure`` (Unix seconds; 0 before the first);
-- ``turnout_open_connections{entrypoint,protocol="TCP"}``;
+- ``turnout_open_connections{entrypoint,protocol}`` (``TCP``, or ``UDP`` sessions);
+- Turnout only: ``turnout_tcp_router_open_connections{entrypoint,router,service}``,
+  ``turnout_udp_router_open_sessions{entrypoint,router,service}`` and
+  ``turnout_udp_entrypoint_sessions_total{entrypoint}`` (TCP/UDP byte and
+  connection totals are not counted yet);
 - ``turnout_{entrypoint,router,service}_requests_total``,
   ``..._request_duration_seconds`` (histogram, ``buckets``),
   ``..._requests_bytes_total`` and ``..._responses_bytes_total``, labelled
@@ -100,8 +104,9 @@ class TurnoutCollector:
             labels=["entrypoint", "protocol"],
         )
         for entrypoint, count in registry.open_connections().items():
-            connections.add_metric([entrypoint, "TCP"], count)
+            connections.add_metric([entrypoint, registry.protocol_of(entrypoint)], count)
         yield connections
+        yield from self._l4()
         width = registry.width
         for family in self.families:
             sums = self._aggregate(family)
@@ -123,6 +128,32 @@ class TurnoutCollector:
             for service, url, is_up in registry.servers():
                 up.add_metric([service, url], 1 if is_up else 0)
             yield up
+
+    def _l4(self) -> Iterator[Metric]:
+        """Turnout only (Traefik has no TCP/UDP router metrics): open connections, sessions."""
+        labels = ["entrypoint", "router", "service"]
+        tcp = GaugeMetricFamily(
+            PREFIX + "tcp_router_open_connections",
+            "Open TCP connections routed by a TCP router, by entry point, router and service.",
+            labels=labels,
+        )
+        udp = GaugeMetricFamily(
+            PREFIX + "udp_router_open_sessions",
+            "Open UDP sessions, by entry point, router and service.",
+            labels=labels,
+        )
+        for (protocol, *names), count in sorted(self.registry.l4().items()):
+            (tcp if protocol == "tcp" else udp).add_metric(names, count)
+        opened = CounterMetricFamily(
+            PREFIX + "udp_entrypoint_sessions",
+            "UDP sessions opened on an entry point.",
+            labels=["entrypoint"],
+        )
+        for entrypoint, count in sorted(self.registry.udp_sessions_opened().items()):
+            opened.add_metric([entrypoint], count)
+        yield tcp
+        yield udp
+        yield opened
 
     def _config(self) -> Iterator[Metric]:
         reloads = self.registry.reloads

@@ -155,6 +155,14 @@ class StatsdPusher:
         pipe.gauge("open.connections", sum(connections.values()))
         for entrypoint, count in connections.items():
             pipe.gauge(f"open.connections.{sanitise(entrypoint)}", count)
+        # Turnout only: routed TCP connections and UDP sessions open now.
+        if self.routers:
+            for (protocol, _, router, _), count in registry.l4().items():
+                kind = "open.connections" if protocol == "tcp" else "open.sessions"
+                pipe.gauge(f"{protocol}.router.{kind}.{sanitise(router)}", count)
+        if self.entrypoints:
+            for entrypoint, count in registry.udp_sessions_opened().items():
+                counters[f"udp.entrypoint.sessions.total.{sanitise(entrypoint)}"] = count
         for name, value in counters.items():
             delta = value - self.sent.get(name, 0)
             if delta > 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -114,3 +115,51 @@ def test_manual_routing_and_families_off(backend, turnout):
     assert not [n for n in names if n.startswith(("turnout_entrypoint_", "turnout_service_"))]
     assert not [n for n in names if n.startswith("turnout_router_")]  # routers: off by default
     assert request(proxy.port, b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n").status == 405
+
+
+def test_open_tcp_connections_and_udp_sessions_per_router(backend, turnout):
+    from tests.tcp.support import echo_backend, read_exactly, tcp_router, tcp_service
+    from tests.udp.test_server import Echo, ask, client, free_udp_port, lb
+
+    tcp_echo = echo_backend(backend)
+    udp_echo = Echo()
+    udp_port = free_udp_port()
+    dynamic = (
+        tcp_router("db", "HostSNI(`*`)", "db", 'entryPoints = ["web"]')
+        + tcp_service("db", tcp_echo.port)
+        + '[udp.routers.r]\nentryPoints = ["dns"]\nservice = "echo"\n'
+        + lb(udp_echo.port)
+    )
+    static = PROMETHEUS + f'[entryPoints.dns]\naddress = "127.0.0.1:{udp_port}/udp"\n'
+    proxy = turnout(dynamic, entrypoints=("web", "metrics"), static_extra=static)
+    tcp_clients = []
+    udp_clients = [client() for _ in range(3)]
+    try:
+        for _ in range(2):
+            sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+            sock.sendall(b"ping")
+            assert read_exactly(sock, 4) == b"ping"
+            tcp_clients.append(sock)
+        for sock in udp_clients:
+            assert ask(sock, udp_port, b"hi") == b"hi"
+        where = {"entrypoint": "web", "router": "db@file", "service": "db@file"}
+        # The harness' own probe of the port (a routed connection too) may still be closing.
+        assert wait_until(
+            lambda: (
+                value(
+                    scrape(proxy.ports["metrics"]), "turnout_tcp_router_open_connections", **where
+                )
+                == 2
+            ),
+            5,
+        )
+        samples = scrape(proxy.ports["metrics"])
+        where = {"entrypoint": "dns", "router": "r@file", "service": "echo@file"}
+        assert value(samples, "turnout_udp_router_open_sessions", **where) == 3
+        assert value(samples, "turnout_udp_entrypoint_sessions_total", entrypoint="dns") == 3
+        assert value(samples, "turnout_open_connections", entrypoint="dns", protocol="UDP") == 3
+        assert value(samples, "turnout_open_connections", entrypoint="web", protocol="TCP") == 2
+    finally:
+        for sock in tcp_clients + udp_clients:
+            sock.close()
+        udp_echo.stop()
