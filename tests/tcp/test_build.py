@@ -44,7 +44,8 @@ def test_routers_split_into_plain_and_passthrough_per_entry_point() -> None:
 
 
 def test_no_tcp_router_no_entry() -> None:
-    snapshot, _ = build('[http.routers.a]\nrule = "Path(`/`)"\nservice = "noop@internal"\n')
+    snapshot, found = build('[http.routers.a]\nrule = "Path(`/`)"\nservice = "whoami@internal"\n')
+    assert found == []
     assert snapshot.tcp.entries == {}
 
 

@@ -236,3 +236,27 @@ def test_weighted_service(turnout, backend) -> None:
     seen = [exchange(proxy.port, b"") for _ in range(8)]
     assert seen.count(b"one") == 6 and seen.count(b"two") == 2
     assert seen[:4] in ([b"one", b"one", b"two", b"one"], [b"one", b"two", b"one", b"one"])
+
+
+def test_reload_routes_new_connections_and_keeps_open_ones(turnout, backend, relay) -> None:
+    old, new = echo_backend(backend), backend(raw=named(b"new"))
+    proxy = turnout(tcp_router("e", CATCH_ALL, "e") + tcp_service("e", old.port))
+    with connect(proxy.port) as kept:
+        kept.sendall(b"1")
+        assert read_exactly(kept, 1) == b"1"
+        proxy.dynamic_path.write_text(tcp_router("e", CATCH_ALL, "e") + tcp_service("e", new.port))
+        assert wait_until(lambda: exchange(proxy.port, b"") == b"new", timeout=10)
+        kept.sendall(b"2")  # started on the old snapshot: still relayed to the old backend
+        assert read_exactly(kept, 1) == b"2"
+    # A TCP router removed: the entry point is HTTP again.
+    proxy.dynamic_path.write_text(
+        '[http.routers.r]\nrule = "Path(`/x`)"\nservice = "whoami@internal"\n'
+    )
+
+    def http_again() -> bool:
+        try:
+            return get(proxy.port, "/nothing").status == 404
+        except Exception:  # still the TCP backend's bytes, until the reload lands
+            return False
+
+    assert wait_until(http_again, timeout=10)

@@ -7,6 +7,7 @@ import asyncio
 import socket
 import ssl
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -224,3 +225,54 @@ def test_proxy_protocol_header_towards_the_backend(turnout, backend, relay, vers
     assert header.source == ("127.0.0.1", local[1])  # type: ignore[union-attr]
     assert header.destination == ("127.0.0.1", proxy.port)  # type: ignore[union-attr]
     assert bytes(received).startswith(b"PROXY TCP4 " if version == 1 else b"\r\n\r\n\x00\r\nQUIT\n")
+
+
+def test_tls_towards_the_backend(turnout, tmp_path: Path) -> None:
+    """``servers[].tls``: Turnout speaks TLS to the backend (checked against its own CA)."""
+    cert, key = tmp_path / "backend.crt", tmp_path / "backend.key"
+    subprocess.run(
+        [
+            *(require_binary("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes"),
+            *("-days", "1", "-subj", "/CN=backend.example", "-keyout", str(key)),
+            *("-out", str(cert), "-addext", "subjectAltName=DNS:backend.example"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    seen: list[str] = []  # the SNI Turnout sent: serverName, not the address
+    server_context.sni_callback = lambda tls, name, context: seen.append(name)  # type: ignore[assignment,misc,func-returns-value]
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        while True:
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                with server_context.wrap_socket(raw, server_side=True) as tls:
+                    while data := tls.recv(65536):
+                        tls.sendall(data.upper())
+            except (ssl.SSLError, OSError):
+                pass  # the start-up probe closes before a handshake
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        proxy = turnout(
+            tcp_router("t", "HostSNI(`*`)", "t")
+            + '[tcp.services.t.loadBalancer]\nserversTransport = "own-ca"\n'
+            + f'[[tcp.services.t.loadBalancer.servers]]\naddress = "127.0.0.1:{port}"\ntls = true\n'
+            + "[tcp.serversTransports.own-ca.tls]\n"
+            + f'serverName = "backend.example"\nrootCAs = ["{cert}"]\n'
+        )
+        with connect(proxy.port) as sock:
+            sock.sendall(b"plain text in, tls out")
+            assert read_exactly(sock, 22) == b"PLAIN TEXT IN, TLS OUT"
+        assert "backend.example" in seen
+        assert wait_until(lambda: "protocol relay" in proxy.stderr())
+    finally:
+        listener.close()
