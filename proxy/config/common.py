@@ -31,6 +31,18 @@ class ConfigStruct(
     """Base of every configuration Struct (options are inherited by subclasses)."""
 
 
+def set_fields(config: ConfigStruct) -> list[tuple[str, str]]:
+    """(attribute, key as written) of every field of ``config`` that is set (not None):
+    what a one-of-many struct (a middleware's type) holds."""
+    return [
+        (attr, encoded)
+        for attr, encoded in zip(
+            config.__struct_fields__, config.__struct_encode_fields__, strict=True
+        )
+        if getattr(config, attr) is not None
+    ]
+
+
 class Domain(ConfigStruct):
     """A certificate domain: main name and subject alternative names."""
 

@@ -693,6 +693,17 @@ class RouterTable:
         return None
 
 
+def priority_error(route: Route, priority: int) -> RuleError | None:
+    """Traefik's refusal of a priority in the range reserved for @internal routers."""
+    if priority <= MAX_USER_PRIORITY or route.name.endswith("@internal"):
+        return None
+    return RuleError(
+        f"the router priority {priority} exceeds the max user-defined priority {MAX_USER_PRIORITY}",
+        router=route.name,
+        rule=route.rule,
+    )
+
+
 def build_table(routes: Sequence[Route]) -> tuple[RouterTable, list[RuleError]]:
     """Compile routes into a table; a route that fails is reported (with its router
     name) and left out, as Traefik marks the router in error and serves the rest."""
@@ -706,15 +717,9 @@ def build_table(routes: Sequence[Route]) -> tuple[RouterTable, list[RuleError]]:
             errors.append(exc.with_router(route.name, route.rule))
             continue
         priority = route.priority or default_priority(route.rule, node)
-        if priority > MAX_USER_PRIORITY and not route.name.endswith("@internal"):
-            errors.append(
-                RuleError(
-                    f"the router priority {priority} exceeds the max user-defined priority "
-                    f"{MAX_USER_PRIORITY}",
-                    router=route.name,
-                    rule=route.rule,
-                )
-            )
+        too_high = priority_error(route, priority)
+        if too_high is not None:
+            errors.append(too_high)
             continue
         compiled.append((-priority, position, CompiledRoute(route, priority, node, predicate)))
     compiled.sort(key=lambda item: (item[0], item[1]))

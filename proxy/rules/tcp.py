@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from proxy.rules.matcher import MAX_USER_PRIORITY, Route, _build_client_ip, _regexp, compile_node
+from proxy.rules.matcher import Route, _build_client_ip, _regexp, compile_node, priority_error
 from proxy.rules.parser import Matcher, MatcherDef, Node, Parser, RuleError
 
 __all__ = [
@@ -170,15 +170,9 @@ def build_tcp_table(routes: Sequence[Route]) -> tuple[TcpRouterTable, list[RuleE
             errors.append(exc.with_router(route.name, route.rule))
             continue
         priority = route.priority or tcp_default_priority(route.rule)
-        if priority > MAX_USER_PRIORITY:
-            errors.append(
-                RuleError(
-                    f"the router priority {priority} exceeds the max user-defined priority "
-                    f"{MAX_USER_PRIORITY}",
-                    router=route.name,
-                    rule=route.rule,
-                )
-            )
+        too_high = priority_error(route, priority)
+        if too_high is not None:
+            errors.append(too_high)
             continue
         compiled.append((-priority, position, _Compiled(route, priority, predicate)))
     compiled.sort(key=lambda item: (item[0], item[1]))

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from proxy.config.common import set_fields
 from proxy.config.dynamic import DynamicConfig, Middleware, Router, ServersLoadBalancer, Service
 from proxy.config.load import ConfigIssue
 from proxy.config.static import ServersTransport, StaticConfig
@@ -483,13 +484,7 @@ class _Builder:
     ) -> tuple[bytes, Handler] | None:
         """Build one middleware; None when refused (the issue is recorded) or a chain."""
         path = f"http.middlewares.{name}"
-        kinds = [
-            (attr, encoded)
-            for attr, encoded in zip(
-                Middleware.__struct_fields__, Middleware.__struct_encode_fields__, strict=True
-            )
-            if getattr(config, attr) is not None
-        ]
+        kinds = set_fields(config)
         if len(kinds) != 1:
             found = f"; found {', '.join(e for _, e in kinds)}" if kinds else ""
             self.issue(path, f"a middleware needs exactly one type{found}")

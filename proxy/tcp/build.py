@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from proxy.config.common import set_fields
 from proxy.config.dynamic import (
     DynamicConfig,
     TCPMiddleware,
@@ -408,13 +409,7 @@ class _TcpBuilder:
 
     def _middleware(self, name: str, config: TCPMiddleware) -> tuple[bytes, TcpMiddleware] | None:
         path = f"tcp.middlewares.{name}"
-        kinds = [
-            (attr, encoded)
-            for attr, encoded in zip(
-                TCPMiddleware.__struct_fields__, TCPMiddleware.__struct_encode_fields__, strict=True
-            )
-            if getattr(config, attr) is not None
-        ]
+        kinds = set_fields(config)
         if len(kinds) != 1:
             found = f"; found {', '.join(e for _, e in kinds)}" if kinds else ""
             self.issue(path, f"a TCP middleware needs exactly one type{found}")
