@@ -927,8 +927,9 @@ def _progress(sc: Scenario, rep: int, reps: int, name: str, run: Run) -> str:
     cpu = f", CPU {run.cpu_s_per_10k:.3f} s/10k" if run.cpu_s_per_10k is not None else ""
     errs = f", errors {ld.errors}" if ld.errors else ""
     non = f", non-2xx {ld.non_2xx}" if ld.non_2xx else ""
+    decimals = 0 if ld.requests_per_s >= 100 else 2  # GiB/s
     msg = (
-        f"{head} {ld.requests_per_s:>10,.0f} {sc.unit}  p50 {ld.p50_us / 1000:.3f} ms  "
+        f"{head} {ld.requests_per_s:>10,.{decimals}f} {sc.unit}  p50 {ld.p50_us / 1000:.3f} ms  "
         f"p99 {ld.p99_us / 1000:.3f} ms{cpu}{errs}{non}"
     )
     if run.idle and run.idle.get("rss_with_idle_bytes") and run.idle.get("rss_before_idle_bytes"):
