@@ -14,13 +14,15 @@ import msgspec
 from proxy.observability.metrics import REGISTRY, Totals
 
 
-class TrafficCounters(msgspec.Struct, rename="camel"):
+class TrafficCounters(msgspec.Struct, rename="camel", omit_defaults=True):
     """Requests since start, by outcome; the dashboard differences two answers into rates."""
 
     requests: int
     client_errors: int  # 4xx
     server_errors: int  # 5xx
     duration: float  # seconds, summed over the requests
+    # Entry points only: client connections open now.
+    open_connections: int | None = None
 
 
 class Traffic(msgspec.Struct):
@@ -44,6 +46,13 @@ def _counters(totals: dict[str, Totals]) -> dict[str, TrafficCounters]:
     return counters
 
 
+def _entrypoint_counters(totals: dict[str, Totals]) -> dict[str, TrafficCounters]:
+    counters = _counters(totals)
+    for name, counter in counters.items():
+        counter.open_connections = totals[name].open_connections
+    return counters
+
+
 def traffic(runtime: Any) -> Traffic:
     """The metrics registry's request counters per router, service and entry point.
 
@@ -58,5 +67,5 @@ def traffic(runtime: Any) -> Traffic:
         time=time.time(),
         routers=_counters(REGISTRY.routers()),
         services=_counters(REGISTRY.services()),
-        entrypoints=_counters(REGISTRY.entrypoints()),
+        entrypoints=_entrypoint_counters(REGISTRY.entrypoints()),
     )

@@ -379,6 +379,8 @@ def test_traffic_counts_requests_per_router_from_the_metrics_registry(turnout, b
     assert body["services"]["blog@file"]["requests"] == 7
     assert body["entrypoints"]["web"]["requests"] == 11
     assert body["entrypoints"]["web"]["clientErrors"] == 1
+    assert body["entrypoints"]["traefik"]["openConnections"] == 1  # this request's
+    assert "openConnections" not in body["routers"]["blog@file"]
     assert 0 < body["routers"]["blog@file"]["duration"] < 7
 
 

@@ -182,6 +182,10 @@ def test_the_dashboard_shows_routers_and_a_down_server(
         )
         assert wait_until(lambda: cells("gone@file")[1] == "100 %", 15), cells("gone@file")
         assert cells("blog@file")[1] == "0 %"
+        service_rate = text(browser, '#services tr[data-name="blog@file"] td.num:nth-of-type(6)')
+        assert service_rate not in (None, NO_RATE, "0"), service_rate
+        web = attribute_of_all(browser, '#entrypoints tr[data-name="web"] td.num', "class")
+        assert len(web) == 2  # open connections, requests per second
         assert float(cells("blog@file")[0]) > 1
         assert "Router gone@file: 100 % of answers are 5xx" in (text(browser, "#problems") or "")
     finally:

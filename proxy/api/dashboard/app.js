@@ -10,6 +10,8 @@ const API = "../api/";
 const state = {
   previous: null, // the last /api/traffic answer, to difference counters into rates
   rates: {}, // router -> {rps, errorShare, errorsPerSecond}
+  serviceRates: {}, // the same per service
+  entrypointRates: {}, // and per entry point
   data: null,
   failures: 0,
 };
@@ -67,24 +69,30 @@ function timeOf(unix) {
 
 // -- rates ---------------------------------------------------------------------------------
 
-function updateRates(traffic) {
-  const previous = state.previous;
-  state.previous = traffic;
-  if (!traffic.available || !previous || !previous.available) return;
-  const seconds = traffic.time - previous.time;
-  if (seconds <= 0) return;
+function ratesOf(now, before, seconds) {
   const rates = {};
-  for (const [name, now] of Object.entries(traffic.routers)) {
-    const before = previous.routers[name] || { requests: 0, serverErrors: 0 };
-    const requests = Math.max(0, now.requests - before.requests);
-    const errors = Math.max(0, now.serverErrors - before.serverErrors);
+  for (const [name, counters] of Object.entries(now)) {
+    const previous = before[name] || { requests: 0, serverErrors: 0 };
+    const requests = Math.max(0, counters.requests - previous.requests);
+    const errors = Math.max(0, counters.serverErrors - previous.serverErrors);
     rates[name] = {
       rps: requests / seconds,
       errorsPerSecond: errors / seconds,
       errorShare: requests ? errors / requests : 0,
     };
   }
-  state.rates = rates;
+  return rates;
+}
+
+function updateRates(traffic) {
+  const previous = state.previous;
+  state.previous = traffic;
+  if (!traffic.available || !previous || !previous.available) return;
+  const seconds = traffic.time - previous.time;
+  if (seconds <= 0) return;
+  state.rates = ratesOf(traffic.routers, previous.routers, seconds);
+  state.serviceRates = ratesOf(traffic.services, previous.services, seconds);
+  state.entrypointRates = ratesOf(traffic.entrypoints, previous.entrypoints, seconds);
 }
 
 function formatRate(value) {
@@ -293,10 +301,11 @@ function drawServices(data) {
         el("td", { text: service.type || (service.provider === "internal" ? "internal" : "") }),
         el("td", {}, serverCell(service)),
         el("td", { class: "num", text: service.inFlightRequests ?? "" }),
+        el("td", { class: "num", text: rateText(state.serviceRates[service.name]) }),
         el("td", {}, chips(service.usedBy)),
       ),
     );
-  fillTable("services", rows, 6);
+  fillTable("services", rows, 7);
 }
 
 function drawMiddlewares(data) {
@@ -356,6 +365,7 @@ function drawLayer4(data) {
 }
 
 function drawEntrypoints(data) {
+  const counters = data.traffic.entrypoints || {};
   fillTable("entrypoints", data.entrypoints
     .filter((entrypoint) => matches([entrypoint.name, entrypoint.address]))
     .map((entrypoint) =>
@@ -364,8 +374,14 @@ function drawEntrypoints(data) {
         { "data-name": entrypoint.name },
         el("td", { class: "mono", text: entrypoint.name }),
         el("td", { class: "mono", text: entrypoint.address }),
+        el("td", { class: "num", text: counters[entrypoint.name]?.openConnections ?? "" }),
+        el("td", { class: "num", text: rateText(state.entrypointRates[entrypoint.name]) }),
       ),
-    ), 2);
+    ), 4);
+}
+
+function rateText(rate) {
+  return rate ? formatRate(rate.rps) : "\u2013";
 }
 
 function draw() {
