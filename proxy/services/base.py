@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from proxy.http.errors import ServiceUnavailable
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -31,3 +33,24 @@ class HttpService(Protocol):
     def pick_server(self) -> tuple[LoadBalancer, Server] | None: ...
 
     def balancers(self) -> Iterator[LoadBalancer]: ...
+
+
+class Composite:
+    """A service that hands each request to one of its children (weighted, failover)."""
+
+    __slots__ = ()
+
+    def choose(self) -> HttpService | None:
+        """The child for the next request; None when none can take it (503)."""
+        raise NotImplementedError
+
+    def serve(self, exchange: Exchange) -> None:
+        child = self.choose()
+        if child is None:
+            exchange.conn.exchange_failed(exchange, ServiceUnavailable("no available server"))
+            return
+        child.serve(exchange)
+
+    def pick_server(self) -> tuple[LoadBalancer, Server] | None:
+        child = self.choose()
+        return None if child is None else child.pick_server()

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from proxy.http.errors import ServiceUnavailable
+from proxy.services.base import Composite
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from proxy.http.exchange import Exchange
     from proxy.services.base import HttpService
-    from proxy.services.loadbalancer import LoadBalancer, Server
+    from proxy.services.loadbalancer import LoadBalancer
 
 
-class Failover:
+class Failover(Composite):
     __slots__ = ("fallback", "health", "key", "main", "name")
 
     def __init__(
@@ -38,23 +37,12 @@ class Failover:
     def available(self) -> bool:
         return self.main.available or self.fallback.available
 
-    def target(self) -> HttpService | None:
+    def choose(self) -> HttpService | None:
         if self.main.available:
             return self.main
         if not self.health or self.fallback.available:
             return self.fallback
         return None
-
-    def serve(self, exchange: Exchange) -> None:
-        target = self.target()
-        if target is None:
-            exchange.conn.exchange_failed(exchange, ServiceUnavailable("no available server"))
-            return
-        target.serve(exchange)
-
-    def pick_server(self) -> tuple[LoadBalancer, Server] | None:
-        target = self.target()
-        return None if target is None else target.pick_server()
 
     def balancers(self) -> Iterator[LoadBalancer]:
         yield from self.main.balancers()

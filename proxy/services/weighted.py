@@ -12,15 +12,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from proxy.http.errors import ServiceUnavailable
+from proxy.services.base import Composite
 from proxy.services.loadbalancer import HEALTH_EPOCH, SmoothRotation
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from proxy.http.exchange import Exchange
     from proxy.services.base import HttpService
-    from proxy.services.loadbalancer import LoadBalancer, Server
+    from proxy.services.loadbalancer import LoadBalancer
 
 
 class _Child:
@@ -33,7 +32,7 @@ class _Child:
         self.weight = weight
 
 
-class Weighted:
+class Weighted(Composite):
     __slots__ = ("_children", "_rotation", "_seen", "children", "health", "key", "name", "weights")
 
     def __init__(
@@ -53,7 +52,7 @@ class Weighted:
     def available(self) -> bool:
         return any(child.available for child in self.children) if self.health else True
 
-    def pick(self) -> HttpService | None:
+    def choose(self) -> HttpService | None:
         if self.health and self._seen != HEALTH_EPOCH.value:
             # A server somewhere changed state: rotate over the children that can
             # take a request now (a change is rare; a pick compares one integer).
@@ -61,17 +60,6 @@ class Weighted:
             self._rotation.rotate([c for c in self._children if c.service.available])
         picked = self._rotation.pick()
         return None if picked is None else picked.service
-
-    def serve(self, exchange: Exchange) -> None:
-        child = self.pick()
-        if child is None:
-            exchange.conn.exchange_failed(exchange, ServiceUnavailable("no available server"))
-            return
-        child.serve(exchange)
-
-    def pick_server(self) -> tuple[LoadBalancer, Server] | None:
-        child = self.pick()
-        return None if child is None else child.pick_server()
 
     def balancers(self) -> Iterator[LoadBalancer]:
         for child in self.children:
