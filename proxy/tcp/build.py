@@ -25,7 +25,13 @@ from proxy.config.dynamic import (
 )
 from proxy.config.static import StaticConfig
 from proxy.rules import MAX_USER_PRIORITY, Route, RuleError, compile_node
-from proxy.rules.tcp import TCP_MATCHERS, build_tcp_table, host_sni_values, parse_tcp_rule
+from proxy.rules.tcp import (
+    TCP_MATCHERS,
+    build_tcp_table,
+    host_sni_values,
+    parse_tcp_rule,
+    tcp_default_priority,
+)
 from proxy.tcp.middlewares import REGISTRY, TcpMiddleware, TcpMiddlewareError
 from proxy.tcp.routing import TcpEntry, TcpTarget
 from proxy.tcp.service import TcpBalancer, TcpServer, TcpTransport, TcpWeighted, split_address
@@ -134,6 +140,8 @@ class _TcpBuilder:
 
         plain: dict[str, list[Route]] = {name: [] for name in self.entrypoints}
         passthrough: dict[str, list[Route]] = {name: [] for name in self.entrypoints}
+        # Traefik leaves equal priorities to map order: say so, as for HTTP routers.
+        same_rule: dict[tuple[bool, str, int], list[tuple[str, frozenset[str]]]] = {}
         for dynamic in self.sources.each():
             for name, router in dynamic.tcp.routers.items():
                 target = self._router(name, router, services)
@@ -150,9 +158,20 @@ class _TcpBuilder:
                         )
                 routes = passthrough if router.tls is not None else plain
                 route = Route(qualified, router.rule, router.priority, target)
-                for entrypoint in router.entry_points or self.entrypoints:
-                    if entrypoint in routes:
-                        routes[entrypoint].append(route)
+                on = frozenset(e for e in router.entry_points or self.entrypoints if e in routes)
+                for entrypoint in on:
+                    routes[entrypoint].append(route)
+                priority = router.priority or tcp_default_priority(router.rule)
+                key = (router.tls is not None, router.rule.strip(), priority)
+                for other, other_on in same_rule.get(key, []):
+                    if on & other_on:
+                        self.sources.warn(
+                            f"{path}.rule",
+                            f"same rule and priority ({priority}) as router {other!r}; "
+                            "which of the two takes a connection is not defined",
+                        )
+                        break
+                same_rule.setdefault(key, []).append((qualified, on))
 
         for entrypoint in self.entrypoints:
             tables = []

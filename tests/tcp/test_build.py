@@ -176,3 +176,14 @@ def test_turnout_check_counts_tcp_and_refuses_with_exit_1(tmp_path: Path) -> Non
     code, output = check(tmp_path, ROUTER + SERVICE + "[tcp.routers.db.tls]\n")
     assert code == 1
     assert "dynamic.toml: tcp.routers.db.tls: TLS termination is not supported" in output
+
+
+def test_same_rule_and_priority_is_a_warning() -> None:
+    snapshot, found = build(
+        ROUTER + SERVICE + '[tcp.routers.twin]\nrule = "HostSNI(`*`)"\nservice = "db"\n'
+    )
+    assert found == []
+    assert any(
+        "tcp.routers.twin.rule: same rule and priority (12) as router 'db@file'" in str(w)
+        for w in snapshot.warnings
+    ), snapshot.warnings

@@ -276,3 +276,37 @@ def test_tls_towards_the_backend(turnout, tmp_path: Path) -> None:
         assert wait_until(lambda: "protocol relay" in proxy.stderr())
     finally:
         listener.close()
+
+
+def test_a_trusted_proxy_header_names_the_client_for_tcp_rules(turnout, backend, relay) -> None:
+    """Entry point ``proxyProtocol``: ClientIP rules, middlewares and the PROXY header sent
+    on to the backend see the client the load balancer in front named, not the socket's peer."""
+    connections: list[bytearray] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received = bytearray()
+        connections.append(received)
+        while data := await reader.read(65536):
+            received.extend(data)
+        writer.close()
+
+    far, near = backend(raw=record), backend(raw=named(b"near"))
+    proxy = turnout(
+        tcp_router("far", "ClientIP(`203.0.113.0/24`)", "far", 'middlewares = ["far-only"]')
+        + tcp_router("near", "HostSNI(`*`)", "near")
+        + tcp_service("far", far.port, extra='serversTransport = "pp"')
+        + tcp_service("near", near.port)
+        + "[tcp.serversTransports.pp.proxyProtocol]\nversion = 1\n"
+        + '[tcp.middlewares.far-only.ipAllowList]\nsourceRange = ["203.0.113.7"]\n',
+        entrypoint_extra='proxyProtocol.trustedIPs = ["127.0.0.1/32"]',
+    )
+    header = b"PROXY TCP4 203.0.113.7 192.0.2.1 40000 443\r\n"
+    with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+        sock.sendall(header + b"hello")
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(5)
+        sock.recv(10)
+    assert wait_until(lambda: any(c.endswith(b"hello") for c in connections))
+    received = next(c for c in connections if c.endswith(b"hello"))
+    assert bytes(received).startswith(b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 ")
+    assert exchange(proxy.port, b"x") == b"near"  # no header: the socket's peer, 127.0.0.1
