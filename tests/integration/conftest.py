@@ -46,11 +46,22 @@ def turnout(tmp_path: Path) -> Iterator[Callable[..., Turnout]]:
 
     baselines: dict[Turnout, dict[str, object]] = {}
     yield make
+    # Every process is stopped, whatever fails first: a failed check must not
+    # leave a turnout running after the test.
+    failures: list[AssertionError] = []
     for proxy in started:
         baseline = baselines.get(proxy)
-        if baseline is not None and proxy.process is not None and proxy.process.poll() is None:
-            assert_back_to_baseline(proxy, baseline)
-        assert proxy.stop() == 0, proxy.stderr()
+        try:
+            if baseline is not None and proxy.process is not None and proxy.process.poll() is None:
+                assert_back_to_baseline(proxy, baseline)
+        except AssertionError as leak:
+            failures.append(leak)
+        try:
+            assert proxy.stop() == 0, proxy.stderr()
+        except AssertionError as failed:
+            failures.append(failed)
+    if failures:
+        raise failures[0]
 
 
 def assert_back_to_baseline(proxy: Turnout, baseline: dict[str, object]) -> None:
