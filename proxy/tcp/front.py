@@ -251,6 +251,10 @@ class TcpFront(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         raw = transport.get_extra_info("socket")
+        if raw is None:  # the client went away while the backend was dialled
+            sock.close()
+            self._close()
+            return
         try:
             client = socket.socket(fileno=os.dup(raw.fileno()))
         except OSError:
