@@ -260,3 +260,40 @@ def test_reload_routes_new_connections_and_keeps_open_ones(turnout, backend, rel
             return False
 
     assert wait_until(http_again, timeout=10)
+
+
+def test_dial_timeout_of_the_servers_transport(turnout, relay) -> None:
+    # A listener whose accept queue is full drops new SYNs: connecting hangs.
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(8):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        probe = socket.socket()
+        probe.settimeout(0.5)
+        try:
+            probe.connect(("127.0.0.1", port))
+            pytest.skip("this kernel accepts past a full backlog")
+        except TimeoutError:
+            pass
+        finally:
+            probe.close()
+        proxy = turnout(
+            tcp_router("x", CATCH_ALL, "x")
+            + tcp_service("x", port, extra='serversTransport = "quick"')
+            + '[tcp.serversTransports.quick]\ndialTimeout = "1s"\n'
+        )
+        with connect(proxy.port) as sock:
+            started = time.monotonic()
+            with contextlib.suppress(ConnectionResetError):
+                assert read_to_eof(sock, timeout=10) == b""
+            assert 0.8 <= time.monotonic() - started < 4
+        assert wait_until(lambda: "cannot reach" in proxy.stderr())
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
