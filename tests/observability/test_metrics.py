@@ -75,3 +75,32 @@ def test_buckets_include_the_prometheus_bounds_exactly() -> None:
     registry = Registry((0.2, 0.7))
     assert 0.2 in registry.bounds and 0.7 in registry.bounds
     assert registry.cell_size == BUCKETS + 2 * (len(registry.bounds) + 1)
+
+
+def test_removed_routers_leave_their_series_and_keep_their_entry_point_counts() -> None:
+    class Live:  # what retain() reads of a snapshot
+        def __init__(self, *targets: object) -> None:
+            self.routers = {f"r{i}": t for i, t in enumerate(targets)}
+
+    class Target:
+        def __init__(self, router: str, stats: object) -> None:
+            self.router = router
+            self.stats = stats
+
+    registry = Registry()
+    kept = registry.route("kept@file", "s@file")
+    gone = registry.route("gone@file", "s@file")
+    for stats, count in ((kept, 3), (gone, 5)):
+        cell = registry.new_cell(stats, 1, "web", "GET", 200)
+        cell[BUCKETS] += count
+    assert registry.entrypoints()["web"].requests == 8
+    live = Live(Target("kept@file", kept))
+    registry.retain(live)  # type: ignore[arg-type]
+    assert set(registry.routers()) == {"kept@file"}
+    assert registry.services()["s@file"].requests == 3
+    assert registry.entrypoints()["web"].requests == 8  # counters never go back
+    late = gone.cells[1]["web"]["GET"][200]
+    late[BUCKETS] += 1  # a request that began on the old snapshot ends now
+    registry.retain(live)  # type: ignore[arg-type]  # the next reload folds it away
+    assert registry.entrypoints()["web"].requests == 9
+    assert not registry._retired
