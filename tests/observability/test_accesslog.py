@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.integration.harness import (
-    REPO,
     ResponseReader,
     connect,
     dynamic_for,
@@ -21,6 +18,7 @@ from tests.integration.harness import (
     request,
     wait_until,
 )
+from tests.observability.support import check, start
 
 
 def _static(path: Path, body: str = "") -> str:
@@ -209,24 +207,10 @@ def test_ten_thousand_requests_ten_thousand_lines_across_a_reopen(backend, turno
 
 def test_stdout_by_default(backend, tmp_path):
     server = backend()
-    static = tmp_path / "static.toml"
-    dynamic = tmp_path / "dynamic.toml"
-    dynamic.write_text(dynamic_for(server.url))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    static.write_text(
-        f'[entryPoints.web]\naddress = "127.0.0.1:{port}"\n'
-        f'[providers.file]\nfilename = "{dynamic}"\n[accessLog]\n'
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "proxy.cli", "run", "-c", str(static)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+    process, port = start(
+        tmp_path, dynamic_for(server.url), "[accessLog]\n", stdout=subprocess.PIPE
     )
     try:
-        assert wait_until(lambda: _can_connect(port), 10)
         assert get(port, "/out").status == 200
     finally:
         process.terminate()
@@ -234,14 +218,6 @@ def test_stdout_by_default(backend, tmp_path):
     assert process.returncode == 0
     [line] = out.decode().splitlines()
     assert COMMON.match(line) and '"GET /out HTTP/1.1"' in line
-
-
-def _can_connect(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-    except OSError:
-        return False
-    return True
 
 
 def test_bad_settings_are_refused_with_their_keys(tmp_path):
@@ -252,13 +228,7 @@ def test_bad_settings_are_refused_with_their_keys(tmp_path):
         '[accessLog.filters]\nstatusCodes = ["abc"]\n'
         '[accessLog.fields.headers]\ndefaultMode = "hide"\n'
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "proxy.cli", "check", "-c", str(static)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    done = check(static)
     assert done.returncode == 1
     assert f"{static}: accessLog.format: expected common or json, got 'xml'" in done.stderr
     assert f"{static}: accessLog.filters.statusCodes[0]:" in done.stderr

@@ -5,17 +5,9 @@ from __future__ import annotations
 import json
 import re
 import signal
-import subprocess
-import sys
 
-from tests.integration.harness import (
-    REPO,
-    dynamic_for,
-    free_port,
-    get,
-    wait_for_port,
-    wait_until,
-)
+from tests.integration.harness import dynamic_for, get, wait_until
+from tests.observability.support import check, start
 
 COMMON = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d) (TRC|DBG|INF|WRN|ERR|FTL) ")
 
@@ -37,24 +29,14 @@ def test_json_lines_to_a_file(backend, turnout, tmp_path):
 def test_level_filters_lines(backend, tmp_path):
     server = backend()
     log = tmp_path / "turnout.log"
-    dynamic = tmp_path / "dynamic.toml"
-    dynamic.write_text(dynamic_for(server.url))
-    port = free_port()
-    static = tmp_path / "static.toml"
-    static.write_text(
-        f'[entryPoints.web]\naddress = "127.0.0.1:{port}"\n'
-        f'[providers.file]\nfilename = "{dynamic}"\n'
-        f'[log]\nlevel = "WARN"\nformat = "json"\nfilePath = "{log}"\n'
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "proxy.cli", "run", "-c", str(static)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    process, _ = start(
+        tmp_path,
+        dynamic_for(server.url),
+        f'[log]\nlevel = "WARN"\nformat = "json"\nfilePath = "{log}"\n',
     )
     try:
-        wait_for_port(port)
-        dynamic.write_text(dynamic_for(server.url) + "[http.routers.bad]\nrule = 'Path(`/x`)'\n")
+        bad = dynamic_for(server.url) + "[http.routers.bad]\nrule = 'Path(`/x`)'\n"
+        (tmp_path / "dynamic.toml").write_text(bad)
         assert wait_until(lambda: "refused" in log.read_text(), 10)
     finally:
         process.terminate()
@@ -101,12 +83,6 @@ def test_one_summary_line_per_change_names_what_changed(backend, turnout):
 def test_a_bad_log_format_is_refused(tmp_path):
     static = tmp_path / "static.toml"
     static.write_text('[entryPoints.web]\naddress = "127.0.0.1:0"\n[log]\nformat = "xml"\n')
-    done = subprocess.run(
-        [sys.executable, "-m", "proxy.cli", "check", "-c", str(static)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    done = check(static)
     assert done.returncode == 1
     assert f"{static}: log.format: expected common or json, got 'xml'" in done.stderr

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import time
 from collections import defaultdict
 
 import pytest
 
 from proxy.observability.statsd import parse_address, sanitise
-from tests.integration.harness import REPO, connect, dynamic_for, get, recv_all
+from tests.integration.harness import connect, dynamic_for, get, recv_all
+from tests.observability.support import cli
 
 
 class StatsdServer:
@@ -160,13 +159,7 @@ def test_a_bad_address_is_refused_with_its_key(tmp_path) -> None:
         '[metrics.statsD]\naddress = "no-port-here"\npushInterval = "0s"\n'
     )
     for command in ("run", "check"):
-        done = subprocess.run(
-            [sys.executable, "-m", "proxy.cli", command, "-c", str(static)],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        done = cli(command, static)
         assert done.returncode == 1
         assert f"{static}: metrics.statsD.address: invalid address 'no-port-here'" in done.stderr
         assert f"{static}: metrics.statsD.pushInterval: must be positive" in done.stderr
