@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import time
 
@@ -60,6 +61,11 @@ def refused(port: int, payload: bytes = b"hello", timeout: float = 10.0) -> bool
         return exchange(port, payload, timeout) == b""
     except (ConnectionResetError, BrokenPipeError):
         return True
+    except OSError as error:
+        # Reset before our own half-close: shutdown() finds the socket gone.
+        if error.errno == errno.ENOTCONN:
+            return True
+        raise
 
 
 def read_to_eof(sock: socket.socket, timeout: float = 10.0) -> bytes:
