@@ -304,7 +304,8 @@ def test_sessions_expire_after_the_timeout_and_are_swept(
     echo: Callable[..., Echo],
 ) -> None:
     server = echo()
-    proxy, port = udp_proxy(turnout, ROUTER + lb(server.port), timeout="2s")
+    # 3 s against activity every 0.3 s: room for a stalled test process.
+    proxy, port = udp_proxy(turnout, ROUTER + lb(server.port), timeout="3s")
     baseline = proxy.stats()["fds"]
     sock = client()
     assert ask(sock, port, b"one") == b"one"
@@ -312,14 +313,14 @@ def test_sessions_expire_after_the_timeout_and_are_swept(
     assert stats["connections"]["dns"] == 1 and stats["udp"]["dns"]["sessions"] == 1
     assert stats["fds"] == baseline + 1  # the session's own upstream socket
     # Traffic either way keeps it alive...
-    for _ in range(6):
-        time.sleep(0.5)
+    for _ in range(12):
+        time.sleep(0.3)
         assert ask(sock, port, b"again") == b"again"
     assert udp_stats(proxy)["sessions_opened"] == 1
     # ...silence for the timeout ends it, and its socket.
     started = time.monotonic()
-    assert wait_until(lambda: udp_stats(proxy)["sessions"] == 0, timeout=5)
-    assert time.monotonic() - started > 1.2  # not before the timeout
+    assert wait_until(lambda: udp_stats(proxy)["sessions"] == 0, timeout=6)
+    assert time.monotonic() - started > 2.2  # not before the timeout
     assert proxy.stats()["fds"] == baseline
     # The same client address opens a new session afterwards.
     assert ask(sock, port, b"back") == b"back"
