@@ -571,6 +571,7 @@ class Runner:
         self.opts = opts
         self.log = log
         self.scenarios = opts.effective_scenarios()
+        self.pg_missing: str | None = None  # why pgbench-select cannot run here
         max_conns = opts.connections + (
             opts.idle_connections if any(s.idle for s in self.scenarios) else 0
         )
@@ -728,6 +729,10 @@ class Runner:
         names = {s.setup for s in self.scenarios}
         self.log(f"starting backends ({self.backends.http.describe()}) ...")
         pg = any(s.kind == "pgbench" for s in self.scenarios)
+        if pg and not all(postgres_tool(n) for n in ("initdb", "postgres", "pgbench", "psql")):
+            pg = False
+            self.pg_missing = "PostgreSQL is not installed (apt-get install postgresql)"
+            self.log(f"skipping scenario pgbench-select: {self.pg_missing}")
         self.backends.start(tmp, ws="websocket" in names, tcp="tcp" in names, pg=pg)
 
     def _start_targets(self, tmp: Path, setup: Setup, skip_turnout: bool) -> list[Target]:
@@ -791,6 +796,8 @@ class Runner:
             )
             if turnout_skip and sc.skip_all_without_turnout and not opts.peers_when_turnout_skips:
                 sr.skipped = turnout_skip
+            elif sc.kind == "pgbench" and self.pg_missing:
+                sr.skipped = self.pg_missing
             mine.append(sr)
             results.append(sr)
         live = [sr for sr in mine if sr.skipped is None]
