@@ -104,7 +104,9 @@ def test_backend_killed_mid_stream_closes_the_client_promptly(turnout, relay) ->
                 while sock.recv(1 << 20):
                     pass
                 raise ConnectionResetError  # a clean EOF is as good: the client knows
-            assert time.monotonic() - started < 2.0
+            assert (
+                time.monotonic() - started < 3.0
+            )  # prompt: the FIN or reset, not a timeout (idle is 180 s)
         assert wait_until(lambda: proxy.open_fds() <= fds_before), (fds_before, proxy.open_fds())
     finally:
         streamer.stop()
@@ -183,7 +185,9 @@ def test_client_hello_wait_is_bounded_by_read_timeout(turnout, backend) -> None:
             sock.sendall(opening)
             started = time.monotonic()
             assert read_to_eof(sock, timeout=5) == b""
-            assert 0.7 <= time.monotonic() - started < 2.5
+            assert (
+                0.7 <= time.monotonic() - started < 4.0
+            )  # 1 s, plus the sweeper tick and a loaded machine
     assert server.connections == 0
 
 
