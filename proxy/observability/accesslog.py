@@ -236,6 +236,75 @@ class AccessLog:
 
         return record
 
+    def tcp_recorder(self, entrypoint: str) -> Callable[[Any, float], None]:
+        """The line of a routed TCP connection when it closes (``TcpFront._finish``).
+
+        Traefik writes no access log for TCP; Turnout writes one line per
+        connection with the fields that apply (``RequestProtocol`` is ``TCP``,
+        ``ServiceAddr`` the server dialled; no byte counts: the splice relay
+        moves bytes in the kernel). Filters on status codes do not apply.
+        """
+        pending = self.pending
+        limit = self.limit
+
+        def record(front: Any, started: float) -> None:
+            self.count += 1
+            try:
+                line = self.tcp_line(front, started, self._clock(), entrypoint)
+            except Exception:
+                log.exception("accessLog: formatting a TCP line failed")
+                return
+            if line is None:
+                return
+            pending.append(line)
+            if len(pending) >= limit and self._soon is None and self._loop is not None:
+                self._soon = self._loop.call_soon(self._flush_soon)
+
+        return record
+
+    def tcp_line(self, front: Any, started: float, ended: float, entrypoint: str) -> bytes | None:
+        duration = ended - started
+        if self.filtered and not (self.min_duration > 0 and duration > self.min_duration):
+            return None
+        peer = front.peer
+        host, port = (peer[0], str(peer[1])) if peer else ("", "")
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        target = front.target
+        server = front.server
+        wall = started + self.offset
+        utc, local = self.times.starts(wall)
+        nanoseconds = int(duration * 1e9)
+        fields: dict[str, Any] = {
+            "ClientAddr": address,
+            "ClientHost": host,
+            "ClientPort": port,
+            "Duration": nanoseconds,
+            "Overhead": nanoseconds,
+            "RequestCount": self.count,
+            "RequestProtocol": "TCP",
+            "RouterName": target.router,
+            "ServiceAddr": server.address if server is not None else "",
+            "ServiceName": getattr(target.service, "name", ""),
+            "StartLocal": local,
+            "StartUTC": utc,
+        }
+        if server is None:
+            del fields["ServiceAddr"]  # refused by a middleware, or no server
+        for name in self.dropped:
+            fields.pop(name, None)
+        if self.json:
+            fields["level"] = "info"
+            fields["msg"] = ""
+            fields["time"] = self.times.rfc3339(ended + self.offset)
+            return msgspec.json.encode(fields) + b"\n"
+        timestamp = self.times.clf(wall, utc=True) if "StartUTC" in fields else "-"
+        line = (
+            f'{_plain(fields.get("ClientHost"))} - - [{timestamp}] "TCP - TCP" - - '
+            f'"-" "-" {_plain(fields.get("RequestCount"))} {_quoted(fields.get("RouterName"))} '
+            f"{_quoted(fields.get('ServiceAddr'))} {int(duration * 1000)}ms\n"
+        )
+        return line.encode("utf-8", "surrogateescape")
+
     def _flush_soon(self) -> None:
         self._soon = None
         self.flush()

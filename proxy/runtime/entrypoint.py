@@ -82,6 +82,12 @@ class EntryPoint:
         # Traefik's entryPoints.N.observability.{metrics,accessLogs} (default true)
         # turn either off for this entry point.
         observability = config.observability
+        # A routed TCP connection's line when it closes (proxy/tcp/front.py).
+        self.observe_tcp = (
+            access_log.tcp_recorder(name)
+            if access_log is not None and observability.access_logs
+            else None
+        )
         self.observe = _observer(
             recorder(name) if observability.metrics else None,
             access_log.recorder(name)

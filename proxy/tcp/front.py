@@ -36,6 +36,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from typing import TYPE_CHECKING
 
 from proxy.http.server import HttpConnection
@@ -59,6 +60,8 @@ DIAL = 1  # routed; the backend is being dialled
 RELAY = 2  # bytes flow
 CLOSED = 3  # closed, or handed to HttpConnection
 
+_clock = time.perf_counter
+
 
 class TcpFront(asyncio.Protocol):
     __slots__ = (
@@ -77,6 +80,7 @@ class TcpFront(asyncio.Protocol):
         "peer",
         "relay",
         "server",
+        "started",
         "state",
         "target",
         "transport",
@@ -85,6 +89,7 @@ class TcpFront(asyncio.Protocol):
     def __init__(self, entrypoint: EntryPoint, entry: TcpEntry) -> None:
         self.entrypoint = entrypoint
         self.entry = entry  # the snapshot's TCP routes the connection started on
+        self.started = _clock()  # the access log's StartUTC and Duration
         self.clock: Clock = entrypoint.clock
         self.transport: asyncio.Transport | None = None
         self.client_ip = ""
@@ -381,6 +386,11 @@ class TcpFront(asyncio.Protocol):
 
     def _finish(self) -> None:
         """Forget the connection: middlewares released, off the entry point's books."""
+        if self.target is not None and self.started:
+            observe = getattr(self.entrypoint, "observe_tcp", None)  # the access log line, once
+            self.started, started = 0.0, self.started
+            if observe is not None:
+                observe(self, started)
         self.state = CLOSED
         self._stop_dialing()
         relay = self.relay

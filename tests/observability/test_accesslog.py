@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -257,3 +258,37 @@ async def test_the_fast_json_formatter_writes_the_same_bytes_as_the_generic_one(
         log.fast = True
         assert fast == generic
         json.loads(fast)
+
+
+def test_a_line_per_routed_tcp_connection(backend, turnout, tmp_path):
+    from tests.tcp.support import echo_backend, read_to_eof, tcp_router, tcp_service
+
+    server = echo_backend(backend)
+    log = tmp_path / "access.json"
+    proxy = turnout(
+        tcp_router("db", "HostSNI(`*`)", "db") + tcp_service("db", server.port),
+        static_extra=_static(log, 'format = "json"\n'),
+    )
+    ports = set()
+    for payload in (b"one", b"two", b"three"):
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+            ports.add(str(sock.getsockname()[1]))
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+            assert read_to_eof(sock) == payload
+
+    def mine() -> list[dict[str, object]]:
+        # The harness' own probe of the port is a routed connection too.
+        lines = [json.loads(line) for line in _lines(log)]
+        return [line for line in lines if line["ClientPort"] in ports]
+
+    assert wait_until(lambda: len(mine()) == 3, 5), _lines(log)
+    lines = mine()
+    for line in lines:
+        assert line["RequestProtocol"] == "TCP"
+        assert (line["RouterName"], line["ServiceName"]) == ("db@file", "db@file")
+        assert line["ServiceAddr"] == f"127.0.0.1:{server.port}"
+        assert line["ClientHost"] == "127.0.0.1" and line["Duration"] > 0
+        assert list(line) == sorted(line)
+    counts = [line["RequestCount"] for line in lines]
+    assert counts == sorted(counts)
