@@ -166,7 +166,9 @@ class Exchange:
         self.pending_limit = PENDING_BODY_LIMIT
         self.body_filter: BodyFilter | None = None
         self.status = 0  # the status sent to the client, 0 until then
-        self.replaced = False  # a middleware drops the backend's response and answers itself
+        # A middleware drops the backend's response and answers itself (True), or
+        # calls this back once the dropped response was read (buffering's retry).
+        self.replaced: bool | Callable[[Exchange], None] = False
         self.answered = False  # ... and has answered
         # Waiting for the first body bytes (head, chunked, connection, bytes held).
         self.held_head: tuple[ResponseHead, bool, int, list[bytes]] | None = None
@@ -456,7 +458,7 @@ class Exchange:
             head = apply_response(self, status, parts)
             if head.replaced:
                 # A middleware answers instead: the backend's body is read and dropped.
-                self.replaced = True
+                self.replaced = head.replaced
                 self.response_state = 0
                 self.framing = FRAME_NONE
                 self.conn.response_started(self)  # no response timeout while it answers
@@ -495,8 +497,13 @@ class Exchange:
         else:
             connection = 0
         conn.response_started(self)
-        if head is not None and head.sniff is not None and self.framing != FRAME_NONE:
-            # Held until the first body bytes: the middleware may still change it.
+        if (
+            head is not None
+            and self.framing != FRAME_NONE
+            and (head.hold is not None or head.sniff is not None)
+        ):
+            # Held until the first body bytes (a middleware may still change
+            # it), or, with ``hold``, until the whole body is held.
             self.held_head = (head, chunked, connection, [])
             return
         # Straight into the client's output: joined with the body in one write
@@ -524,6 +531,11 @@ class Exchange:
         held = self.held_head
         if held is not None:
             head, parts = held[0], held[3]
+            hold = head.hold
+            if hold is not None:
+                if not hold.write(data):
+                    self._hold_overflow()
+                return
             if head.sniff_size > 1:
                 parts.append(data)
                 size = sum(len(part) for part in parts)
@@ -559,6 +571,9 @@ class Exchange:
             self.conn.flush()
 
     def response_finished(self, upstream: UpstreamConnection, reusable: bool) -> None:
+        if self.held_head is not None and self.held_head[0].hold is not None:
+            self._release_hold(upstream, reusable)
+            return
         if self.held_head is not None:
             held = self.held_head[3]
             if held:
@@ -567,11 +582,15 @@ class Exchange:
                 self._release_head(b"")
         if self.replaced:
             # The backend's response was dropped; the middleware answers (or did).
+            then = self.replaced
             self.upstream = None
             if reusable and self.request_done and not self.response_close_delimited:
                 upstream.pool.release(upstream, self.conn.clock.now)
             else:
                 upstream.close()
+            if then is not True:
+                self.replaced = False
+                then(self)  # type: ignore[operator]
             return
         if self.body_filter is not None:
             tail = self.body_filter.finish()
@@ -590,6 +609,76 @@ class Exchange:
         else:
             upstream.close()
         conn.exchange_done(self, close=not self.keep_alive or self.framing == FRAME_CLOSE)
+
+    def _release_hold(self, upstream: UpstreamConnection, reusable: bool) -> None:
+        """The whole body is held (buffering): send the head with its length, then the body."""
+        held = self.held_head
+        assert held is not None
+        self.held_head = None
+        head, _, connection, _ = held
+        hold = head.hold
+        assert hold is not None
+        self.upstream = None
+        conn = self.conn
+        if reusable and self.request_done and not self.response_close_delimited:
+            upstream.pool.release(upstream, conn.clock.now)
+        else:
+            upstream.close()
+        if head.sniff is not None:
+            head.sniff(head, hold.first(head.sniff_size))
+        head.remove("Content-Length")
+        chunked = False
+        if self.body_filter is not None:
+            # A filter (compress, outside the buffering) rewrites the body as it goes.
+            if self.version == "1.1":
+                self.framing = FRAME_CHUNKED
+                chunked = True
+            else:
+                self.framing = FRAME_CLOSE
+                self.keep_alive = False
+                connection = 2
+        else:
+            self.framing = FRAME_LENGTH
+            head.lines.append(b"Content-Length: %d\r\n" % hold.size)
+        self.status = head.status
+        out = conn.out
+        out.append(STATUS_LINES[head.status])
+        out.extend(head.lines)
+        out.append(_HEAD_ENDINGS[chunked, connection])
+        hold.send(self, self._hold_sent)
+
+    def _hold_sent(self) -> None:
+        if self.body_filter is not None:
+            tail = self.body_filter.finish()
+            self.body_filter = None
+            if tail:
+                self.response_body(tail)
+        if self.framing == FRAME_CHUNKED:
+            self.conn.write(LAST_CHUNK)
+        self.response_state = 2
+        self.conn.exchange_done(self, close=not self.keep_alive or self.framing == FRAME_CLOSE)
+
+    def _hold_overflow(self) -> None:
+        """The held body passed maxResponseBodyBytes: a 500, as oxy's buffer answers."""
+        self.held_head = None
+        upstream = self.upstream
+        if upstream is not None:
+            # The rest of that body is not wanted: its connection goes.
+            self.upstream = None
+            upstream.exchange = None
+            upstream.close()
+        self.status = 500
+        self.framing = FRAME_LENGTH
+        body = b"Internal Server Error"
+        close = not self.keep_alive or self.conn.closing
+        self.conn.respond(
+            self,
+            b"HTTP/1.1 500 Internal Server Error\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: %d\r\n%s\r\n%s"
+            % (len(body), b"Connection: close\r\n" if close else b"", body),
+            close,
+        )
 
     def response_aborted(self) -> None:
         """The backend died mid-response: the client must see a truncated message."""

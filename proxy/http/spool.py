@@ -1,4 +1,6 @@
-"""A request body held whole before the service: in memory, then in a temporary file.
+"""A body held whole (buffering): in memory, then in a temporary file.
+
+Request side: ``BodySpool``; response side: ``ResponseSpool``.
 
 The buffering middleware holds a body until it is complete, as Traefik's
 (oxy's buffer) does: up to ``memRequestBodyBytes`` in memory, the rest in an
@@ -14,6 +16,8 @@ import tempfile
 from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from proxy.http.exchange import Exchange
     from proxy.http.upstream import UpstreamConnection
 
@@ -103,6 +107,90 @@ class BodySpool:
                 return
             transport.write(data)
             position += len(data)
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        self.memory = []
+
+
+class ResponseSpool:
+    """A response body held whole before the client gets it (buffering, as oxy's buffer).
+
+    Up to ``memory_limit`` bytes in memory, the rest in an anonymous temporary
+    file; ``write`` says False once the body passes ``limit`` (0: no limit),
+    and nothing more is kept. ``send`` hands the body to ``ex.response_body``
+    at the pace the client takes it, then calls ``done``.
+    """
+
+    __slots__ = ("file", "limit", "memory", "memory_limit", "size", "task")
+
+    def __init__(self, memory_limit: int, limit: int) -> None:
+        self.memory_limit = memory_limit
+        self.limit = limit
+        self.memory: list[bytes] = []
+        self.file: IO[bytes] | None = None
+        self.size = 0
+        self.task: asyncio.Future[None] | None = None
+
+    def write(self, data: bytes) -> bool:
+        self.size += len(data)
+        if self.limit and self.size > self.limit:
+            self.close()  # the answer is a 500: nothing of this body is needed
+            return False
+        if self.file is not None:
+            self.file.write(data)
+            return True
+        self.memory.append(data)
+        if self.size > self.memory_limit:
+            # Closed by close() when the exchange ends, not at the end of this call.
+            self.file = tempfile.TemporaryFile(prefix="turnout-response-")  # noqa: SIM115
+            self.file.writelines(self.memory)
+            self.memory = []
+        return True
+
+    def first(self, size: int) -> bytes:
+        """The first ``size`` bytes (a middleware's sniff of the body's start)."""
+        if self.file is None:
+            return b"".join(self.memory)[:size]
+        self.file.seek(0)
+        return self.file.read(size)
+
+    def send(self, ex: Exchange, done: Callable[[], None]) -> None:
+        if self.file is None:
+            for data in self.memory:
+                ex.response_body(data)
+            self.memory = []
+            done()
+            return
+        self.task = asyncio.ensure_future(self._send(ex, done))
+
+    async def _send(self, ex: Exchange, done: Callable[[], None]) -> None:
+        spill = self.file
+        assert spill is not None
+        conn = ex.conn
+        position = 0
+        while position < self.size:
+            transport = conn.transport
+            if transport is None:
+                return  # the client left; the exchange ends with its connection
+            if conn.writing_paused or transport.get_write_buffer_size() > PUMP_HIGH:
+                await asyncio.sleep(PUMP_POLL)
+                continue
+            spill.seek(position)
+            data = spill.read(READ_SIZE)
+            if not data:
+                conn.abort()  # the file lost bytes: the client must see a cut message
+                return
+            ex.response_body(data)
+            conn.flush()
+            position += len(data)
+        self.task = None
+        done()
 
     def close(self) -> None:
         if self.task is not None:

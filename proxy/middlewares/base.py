@@ -31,9 +31,13 @@ known; it may change the status and headers, or install a ``BodyFilter``
 ``on_response`` may also call ``head.replace()``: the backend's response is
 then dropped (its body read and discarded, its connection kept when it can be)
 and the handler answers later with ``chain.answer_from(ex, handler, Answer)``
-(the errors middleware). Or it may set ``head.sniff`` to a function of the
-first body bytes: the head is then held until those bytes (or the end of an
-empty body) arrive, and the function may still change the head (contentType).
+(the errors middleware), or ``head.replace(then)`` to be called back once the
+dropped response was read (buffering retrying on ``ResponseCode()``). It may
+set ``head.hold`` to a ``ResponseSpool``: the backend's whole body is held
+there and the head goes out at its end with a Content-Length (buffering).
+Or it may set ``head.sniff`` to a function of the first body bytes: the head
+is then held until those bytes (or the end of an empty body) arrive, and the
+function may still change the head (contentType).
 ``head.sniff_size`` asks for more than the first read: the head and the body
 are held until that many bytes, the end of the body, or 100 ms after the
 first bytes (Go's reverse proxy flushes that often), whichever comes first
@@ -66,6 +70,7 @@ from proxy.http.headers import has_ctl, is_token
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
+    from proxy.http.spool import ResponseSpool
 
 
 class Pending:
@@ -115,20 +120,35 @@ class ResponseHead:
     Setting ``body_filter`` makes the engine drop Content-Length and re-frame.
     """
 
-    __slots__ = ("body_filter", "lines", "replaced", "sniff", "sniff_hold", "sniff_size", "status")
+    __slots__ = (
+        "body_filter",
+        "hold",
+        "lines",
+        "replaced",
+        "sniff",
+        "sniff_hold",
+        "sniff_size",
+        "status",
+    )
 
     def __init__(self, status: int, lines: list[bytes]) -> None:
         self.status = status
         self.lines = lines
         self.body_filter: BodyFilter | None = None
-        self.replaced = False
+        self.replaced: bool | Callable[[Exchange], None] = False
+        # A backend's body held whole before the head goes out (buffering), or None.
+        self.hold: ResponseSpool | None = None
         self.sniff: Callable[[ResponseHead, bytes], None] | None = None
         self.sniff_size = 1  # body bytes ``sniff`` wants to see (see the module notes)
         self.sniff_hold = False  # True: no 100 ms flush, wait for sniff_size or the end
 
-    def replace(self) -> None:
-        """Drop the backend's response; the handler answers with ``chain.answer_from``."""
-        self.replaced = True
+    def replace(self, then: Callable[[Exchange], None] | None = None) -> None:
+        """Drop the backend's response; the handler answers with ``chain.answer_from``.
+
+        ``then`` is called once the dropped response has been read to its end
+        (buffering sends the request again from there).
+        """
+        self.replaced = then or True
 
     def get(self, name: str) -> str | None:
         key = name.lower().encode("latin-1") + b":"

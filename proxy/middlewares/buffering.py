@@ -26,11 +26,10 @@ and 504.
 from __future__ import annotations
 
 import asyncio
-import functools
 from typing import TYPE_CHECKING
 
 from proxy.config.dynamic import Buffering
-from proxy.http.spool import BodySpool
+from proxy.http.spool import BodySpool, ResponseSpool
 from proxy.middlewares import register
 from proxy.middlewares.base import (
     AFTER_BODY,
@@ -42,7 +41,6 @@ from proxy.middlewares.base import (
     Handler,
     Pending,
     ResponseHead,
-    add_sniff,
 )
 from proxy.middlewares.chain import answer, redispatch, resume
 from proxy.middlewares.retry_expression import Attempt, ExpressionError, Predicate, parse
@@ -95,13 +93,12 @@ def payload(ex: Exchange) -> bytes:
 
 
 class BufferingHandler(Handler):
-    __slots__ = ("max_request", "max_response", "mem_request")
+    __slots__ = ("holds", "max_request", "max_response", "mem_request", "mem_response")
 
-    def __init__(self, name: str, max_request: int, mem_request: int, max_response: int) -> None:
+    def __init__(self, name: str, limits: tuple[int, int, int, int]) -> None:
         super().__init__(name)
-        self.max_request = max_request
-        self.mem_request = mem_request
-        self.max_response = max_response
+        self.max_request, self.mem_request, self.max_response, self.mem_response = limits
+        self.holds: dict[Exchange, ResponseSpool] = {}  # responses held, closed on done
 
     def on_request(self, ex: Exchange) -> Answer | Pending | None:
         limit = self.max_request
@@ -141,27 +138,24 @@ class BufferingHandler(Handler):
     def on_done(self, ex: Exchange, status: int) -> None:
         if ex.spool is not None:
             ex.spool.close()  # the temporary file goes now
+        hold = self.holds.pop(ex, None)
+        if hold is not None:
+            hold.close()
 
     def on_response(self, ex: Exchange, head: ResponseHead) -> None:
-        if not self.max_response:
-            return
+        if ex.upstream is None or head.hold is not None:
+            return  # a middleware's or the engine's answer (whole already), or held inside
         length = head.get("Content-Length")
-        if length is None:
-            if not ex.is_head and head.status >= 200 and head.status not in (204, 304):
-                # Unknown size: hold up to the limit, and one byte more to know it passed.
-                check = functools.partial(self._bound, ex)
-                add_sniff(head, check, self.max_response + 1, hold=True)
-            return
-        if length.isdigit() and int(length) > self.max_response:
-            head.status = 500
+        if self.max_response and length and length.isdigit() and int(length) > self.max_response:
+            head.status = 500  # known too large before a byte of it is read
             head.lines = list(ERROR_LINES)
             head.body_filter = Replace(b"Internal Server Error")
-
-    def _bound(self, ex: Exchange, head: ResponseHead, held: bytes) -> None:
-        if len(held) > self.max_response:
-            head.status = 500
-            head.lines = list(ERROR_LINES)
-            ex.body_filter = Replace(b"Internal Server Error")
+            return
+        if ex.is_head or head.status in (204, 304):
+            return  # no body to hold
+        hold = ResponseSpool(self.mem_response, self.max_response)
+        head.hold = hold
+        self.holds[ex] = hold
 
 
 class RetryingBufferingHandler(BufferingHandler):
@@ -169,8 +163,8 @@ class RetryingBufferingHandler(BufferingHandler):
 
     __slots__ = ("retry", "tries")
 
-    def __init__(self, name: str, limits: tuple[int, int, int], retry: Predicate) -> None:
-        super().__init__(name, *limits)
+    def __init__(self, name: str, limits: tuple[int, int, int, int], retry: Predicate) -> None:
+        super().__init__(name, limits)
         self.retry = retry
         self.tries: dict[Exchange, int] = {}
 
@@ -191,6 +185,24 @@ class RetryingBufferingHandler(BufferingHandler):
         asyncio.get_running_loop().call_soon(redispatch, ex)
         return True
 
+    def on_response(self, ex: Exchange, head: ResponseHead) -> None:
+        if ex.upstream is not None and head.hold is None:
+            # oxy evaluates the expression on every response of the backend.
+            tries = self.tries.get(ex, 1)
+            if (
+                tries < MAX_TRIES
+                and self.retry(Attempt(ex.method, tries, head.status))
+                and (ex.spool is not None or ex.rewind_body())
+            ):
+                self.tries[ex] = tries + 1
+                head.replace(self._again)  # this response is read and dropped first
+                return
+        super().on_response(ex, head)
+
+    @staticmethod
+    def _again(ex: Exchange) -> None:
+        asyncio.get_running_loop().call_soon(redispatch, ex)
+
     def on_done(self, ex: Exchange, status: int) -> None:
         self.tries.pop(ex, None)
         super().on_done(ex, status)
@@ -210,6 +222,7 @@ def build(name: str, config: Buffering, context: BuildContext) -> Handler:
         config.max_request_body_bytes,
         config.mem_request_body_bytes or 1048576,
         config.max_response_body_bytes,
+        config.mem_response_body_bytes or 1048576,  # oxy's DefaultMemBodyBytes
     )
     if config.retry_expression:
         try:
@@ -217,4 +230,4 @@ def build(name: str, config: Buffering, context: BuildContext) -> Handler:
         except ExpressionError as error:
             raise BuildError(f"invalid expression: {error}", "retryExpression") from None
         return RetryingBufferingHandler(name, limits, retry)
-    return BufferingHandler(name, *limits)
+    return BufferingHandler(name, limits)

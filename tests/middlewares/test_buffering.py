@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,7 +37,16 @@ def chunked(*parts: bytes) -> bytes:
     return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body + b"0\r\n\r\n"
 
 
+TRIES: dict[str, int] = {}  # tries seen per /unavailable-N target
+
+
 def respond(received: Received) -> bytes:
+    if received.target.startswith("/unavailable-"):
+        # 503 on the first try of /unavailable-1, on every try of /unavailable-always.
+        seen = TRIES[received.target] = TRIES.get(received.target, 0) + 1
+        if seen == 1 or received.target.endswith("always"):
+            return b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 9\r\n\r\ntry again"
+        return ok_response(b"got " + received.body)
     if received.target == "/big":
         return ok_response(b"x" * 5000)
     if received.target == "/big-chunked":
@@ -59,16 +69,48 @@ maxRequestBodyBytes = 1000
 maxResponseBodyBytes = 4000
 [http.middlewares.spill.buffering]
 memRequestBodyBytes = 1000
+memResponseBodyBytes = 1000
 [http.middlewares.retrying.buffering]
 retryExpression = "IsNetworkError() && Attempts() < 3"
+[http.middlewares.status.buffering]
+retryExpression = "ResponseCode() == 503 && Attempts() < 3"
 """
 
 
 @pytest.fixture(scope="module")
-def proxy(app: Backend, flaky: Backend, module_proxy: Callable[..., Turnout]) -> Turnout:
+def proxy(
+    app: Backend, flaky: Backend, slow: Backend, module_proxy: Callable[..., Turnout]
+) -> Turnout:
     routers = host_router("limited", ["limited"]) + host_router("spill", ["spill"])
+    routers += host_router("status", ["status"])
     routers += host_router("retrying", ["retrying"]).replace('service = "app"', 'service = "flaky"')
-    return module_proxy(MIDDLEWARES + routers + service(app.url) + service(flaky.url, "flaky"))
+    routers += host_router("slow", ["spill"]).replace('service = "app"', 'service = "slow"')
+    services = service(app.url) + service(flaky.url, "flaky") + service(slow.url, "slow")
+    return module_proxy(MIDDLEWARES + routers + services)
+
+
+GATE = threading.Event()  # the slow backend sends the rest of its body once set
+SLOW_PARTS = [b"a" * 3000, b"b" * 3000]
+
+
+async def slow_handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A chunked response: its first part at once, the rest when the test opens GATE."""
+    await read_request(reader)
+    writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Slow: 1\r\n\r\n")
+    writer.write(chunk(SLOW_PARTS[0]))
+    await writer.drain()
+    while not GATE.is_set():
+        await asyncio.sleep(0.01)
+    writer.write(chunk(SLOW_PARTS[1]) + b"0\r\n\r\n")
+    await writer.drain()
+    writer.close()
+
+
+@pytest.fixture(scope="module")
+def slow() -> Iterator[Backend]:
+    server = Backend(raw=slow_handle).start()
+    yield server
+    server.stop()
 
 
 class Dropper:
@@ -249,3 +291,87 @@ retryExpression = "IsTimeout()"
     assert "http.middlewares.neg.buffering.maxRequestBodyBytes: must not be negative" in output
     assert "http.middlewares.retry.buffering.retryExpression: invalid expression" in output
     assert "http.middlewares.fn.buffering.retryExpression: invalid expression: unsup" in output
+
+
+def test_a_chunked_response_is_sent_whole_with_its_length(proxy: Turnout) -> None:
+    with connect(proxy.port) as sock:
+        sock.sendall(b"GET /fits-chunked HTTP/1.1\r\nHost: limited.test\r\n\r\n")
+        response = ResponseReader(sock).read()
+        assert response.status == 200
+        assert response.header("Content-Length") == "4000"
+        assert response.header("Transfer-Encoding") is None
+        assert response.body == b"x" * 2000 + b"y" * 2000
+        # The connection stays usable: the framing was right.
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: limited.test\r\n\r\n")
+        assert ResponseReader(sock).read().status == 200
+
+
+def test_a_response_past_memory_is_held_in_a_temporary_file(proxy: Turnout) -> None:
+    GATE.clear()
+    before = spool_files(proxy)
+    files = len(before)
+    with connect(proxy.port) as sock:
+        sock.sendall(b"GET /slow HTTP/1.1\r\nHost: slow.test\r\n\r\n")
+        # 3000 bytes held, past memResponseBodyBytes = 1000: in a deleted temporary file.
+        assert wait_until(lambda: len(spool_files(proxy)) == files + 1, 3)
+        (held,) = set(spool_files(proxy)) - set(before)
+        assert held.endswith(" (deleted)"), held
+        sock.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            sock.recv(1)  # nothing of the response yet, not even the head
+        sock.settimeout(None)
+        GATE.set()
+        response = ResponseReader(sock).read()
+    assert response.status == 200
+    assert response.header("X-Slow") == "1"
+    assert response.header("Content-Length") == "6000"
+    assert response.header("Transfer-Encoding") is None
+    assert response.body == b"".join(SLOW_PARTS)
+    assert wait_until(lambda: len(spool_files(proxy)) == files, 3)  # deleted with the exchange
+
+
+def test_a_large_response_goes_through_the_file_intact(proxy: Turnout) -> None:
+    files = len(spool_files(proxy))
+    for _ in range(3):
+        response = get(proxy.port, "/big-chunked", host="spill.test")
+        assert response.header("Content-Length") == "5000"
+        assert response.body == b"x" * 2500 + b"y" * 2500
+    assert wait_until(lambda: len(spool_files(proxy)) == files, 3)
+
+
+def test_a_backend_503_is_retried_with_the_held_body(proxy: Turnout, app: Backend) -> None:
+    before = len(app.requests)
+    request = b"POST /unavailable-1 HTTP/1.1\r\nHost: status.test\r\nContent-Length: 7\r\n\r\n"
+    with connect(proxy.port) as sock:
+        sock.sendall(request + b"payload")
+        response = ResponseReader(sock).read()
+    assert (response.status, response.body) == (200, b"got payload")
+    tries = app.requests[before:]
+    assert [(r.target, r.body) for r in tries] == [("/unavailable-1", b"payload")] * 2
+
+
+def test_a_chunked_body_is_sent_again_on_503(proxy: Turnout, app: Backend) -> None:
+    TRIES.pop("/unavailable-1", None)
+    before = len(app.requests)
+    with connect(proxy.port) as sock:
+        sock.sendall(
+            post_head("status", "Transfer-Encoding: chunked\r\n").replace(b"/up", b"/unavailable-1")
+            + chunk(b"pay")
+            + chunk(b"load")
+            + b"0\r\n\r\n"
+        )
+        response = ResponseReader(sock).read()
+    assert (response.status, response.body) == (200, b"got payload")
+    assert [r.body for r in app.requests[before:]] == [b"payload", b"payload"]
+
+
+def test_retries_on_status_stop_as_the_expression_says(proxy: Turnout, app: Backend) -> None:
+    before = len(app.requests)
+    response = get(proxy.port, "/unavailable-always", host="status.test")
+    # Attempts() < 3: the third try's answer is the client's, its body whole.
+    assert (response.status, response.body) == (503, b"try again")
+    assert response.header("Content-Length") == "9"
+    assert len(app.requests) - before == 3
+    other = get(proxy.port, "/", host="status.test")  # a 200 is not retried
+    assert other.status == 200
+    assert len(app.requests) - before == 4
