@@ -671,12 +671,12 @@ class Exchange:
         self.framing = FRAME_LENGTH
         body = b"Internal Server Error"
         close = not self.keep_alive or self.conn.closing
+        connection = 2 if close else 1 if self.version == "1.0" else 0
         self.conn.respond(
             self,
             b"HTTP/1.1 500 Internal Server Error\r\n"
             b"Content-Type: text/plain; charset=utf-8\r\n"
-            b"Content-Length: %d\r\n%s\r\n%s"
-            % (len(body), b"Connection: close\r\n" if close else b"", body),
+            b"Content-Length: %d\r\n%s%s" % (len(body), _HEAD_ENDINGS[False, connection], body),
             close,
         )
 

@@ -9,18 +9,22 @@ complete, then the rest of the chain and the service run. Up to
 when the exchange ends. A chunked body is watched every 10 ms while it
 arrives (the engine has no body-size callback yet), and keeps its framing.
 
-Response side: a response over ``maxResponseBodyBytes`` becomes a 500, as
-Traefik answers: at once when its Content-Length says so; without one, the
-head and up to that many bytes are held in memory until the body ends within
-the limit (then sent) or passes it (then the 500). Responses within the limit
-are not held otherwise (they stream), and are never spilled to a file.
+Response side, as oxy's buffer: every response of the backend is held whole
+before the client gets a byte of it, up to ``memResponseBodyBytes`` (default
+1 MiB) in memory, past it in an anonymous temporary file (``ResponseSpool``,
+deleted with the exchange), then sent with a Content-Length (a chunked or
+close-delimited body loses that framing), from the file at the client's pace.
+A response over ``maxResponseBodyBytes`` (0: no limit) becomes a 500: at once
+when its Content-Length says so, else as soon as the held bytes pass it (the
+backend connection is closed then, the rest is not read). A filter of a
+middleware outside this one (compress) still streams what it rewrites.
 
 ``retryExpression`` (oxy's predicate, see ``proxy.middlewares.retry_expression``)
-sends the request again, with its held body, while the expression holds after
-a try the service could not answer (``IsNetworkError()``: a 502 or 504 the
-proxy produced), at most 10 tries as oxy. A response the backend did send is
-not retried: responses stream, so ``ResponseCode()`` only ever sees those 502
-and 504.
+is evaluated on every answer of the backend (``ResponseCode()`` its status)
+and on every try the service could not answer (``IsNetworkError()``: a 502 or
+504 the proxy produced); while it holds, at most 10 tries as oxy, the answer
+of that try is read and dropped and the request is sent again with its held
+body.
 """
 
 from __future__ import annotations

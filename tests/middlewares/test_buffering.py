@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import assert_back_to_baseline
 from tests.integration.harness import (
     Backend,
     Received,
@@ -86,7 +87,12 @@ def proxy(
     routers += host_router("retrying", ["retrying"]).replace('service = "app"', 'service = "flaky"')
     routers += host_router("slow", ["spill"]).replace('service = "app"', 'service = "slow"')
     services = service(app.url) + service(flaky.url, "flaky") + service(slow.url, "slow")
-    return module_proxy(MIDDLEWARES + routers + services)
+    proxy = module_proxy(MIDDLEWARES + routers + services)
+    BASELINE[proxy.port] = proxy.stats()
+    return proxy
+
+
+BASELINE: dict[int, dict[str, object]] = {}
 
 
 GATE = threading.Event()  # the slow backend sends the rest of its body once set
@@ -375,3 +381,17 @@ def test_retries_on_status_stop_as_the_expression_says(proxy: Turnout, app: Back
     other = get(proxy.port, "/", host="status.test")  # a 200 is not retried
     assert other.status == 200
     assert len(app.requests) - before == 4
+
+
+def test_a_client_leaving_a_held_response_leaks_nothing(proxy: Turnout) -> None:
+    GATE.clear()
+    before = spool_files(proxy)
+    with connect(proxy.port) as sock:
+        sock.sendall(b"GET /slow HTTP/1.1\r\nHost: slow.test\r\n\r\n")
+        assert wait_until(lambda: len(spool_files(proxy)) == len(before) + 1, 3)
+    # The client left while its response was held in a file: the file goes with it.
+    assert wait_until(lambda: spool_files(proxy) == before, 3)
+    GATE.set()
+    assert get(proxy.port, "/", host="status.test").status == 200
+    # Every held response, retry and 500 of this module: no fd, task or connection left.
+    assert_back_to_baseline(proxy, BASELINE[proxy.port])
