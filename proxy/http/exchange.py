@@ -571,10 +571,10 @@ class Exchange:
             self.conn.flush()
 
     def response_finished(self, upstream: UpstreamConnection, reusable: bool) -> None:
-        if self.held_head is not None and self.held_head[0].hold is not None:
-            self._release_hold(upstream, reusable)
-            return
         if self.held_head is not None:
+            if self.held_head[0].hold is not None:
+                self._release_hold(upstream, reusable)  # buffering: the whole body is here
+                return
             held = self.held_head[3]
             if held:
                 self.release_held()
@@ -588,9 +588,9 @@ class Exchange:
                 upstream.pool.release(upstream, self.conn.clock.now)
             else:
                 upstream.close()
-            if then is not True:
+            if callable(then):
                 self.replaced = False
-                then(self)  # type: ignore[operator]
+                then(self)
             return
         if self.body_filter is not None:
             tail = self.body_filter.finish()
