@@ -5,8 +5,9 @@ Request side: ``BodySpool``; response side: ``ResponseSpool``.
 The buffering middleware holds a body until it is complete, as Traefik's
 (oxy's buffer) does: up to ``memRequestBodyBytes`` in memory, the rest in an
 anonymous temporary file (deleted when closed, or when the process dies).
-The bytes are kept as they will go upstream (chunk framing included), and
-sent after the request head at the pace the backend reads them.
+A chunked body is kept without its framing: once it is whole it goes
+upstream with a Content-Length, as Traefik sends it. The bytes are sent
+after the request head at the pace the backend reads them.
 """
 
 from __future__ import annotations
@@ -44,9 +45,11 @@ class BodySpool:
 
     def write(self, data: bytes) -> None:
         self.writes += 1
-        # A chunked body arrives as (size line, data, CRLF) triples (Exchange.body).
-        if not self.chunked or self.writes % 3 == 2:
-            self.payload += len(data)
+        # A chunked body arrives as (size line, data, CRLF) triples (Exchange.body),
+        # then the last chunk: only the data is kept.
+        if self.chunked and self.writes % 3 != 2:
+            return
+        self.payload += len(data)
         self.size += len(data)
         if self.file is not None:
             self.file.write(data)
@@ -63,26 +66,11 @@ class BodySpool:
         return self.memory if self.file is None else None
 
     def read_payload(self) -> bytes:
-        """The whole body, without chunk framing (forwardAuth's forwardBody after buffering)."""
+        """The whole body (forwardAuth's forwardBody after buffering)."""
         if self.file is None:
-            raw = b"".join(self.memory)
-        else:
-            self.file.seek(0)
-            raw = self.file.read()
-        if not self.chunked:
-            return raw
-        out: list[bytes] = []
-        position = 0
-        while True:  # framing written by Exchange.body: "SIZE\r\n" data "\r\n", then "0\r\n"
-            end = raw.find(b"\r\n", position)
-            if end < 0:
-                break
-            size = int(raw[position:end].split(b";", 1)[0] or b"0", 16)
-            if size == 0:
-                break
-            out.append(raw[end + 2 : end + 2 + size])
-            position = end + 2 + size + 2
-        return b"".join(out)
+            return b"".join(self.memory)
+        self.file.seek(0)
+        return self.file.read()
 
     def pump(self, ex: Exchange, upstream: UpstreamConnection) -> None:
         """Send the file's bytes to ``upstream`` after the head, at the pace it takes them."""

@@ -1,4 +1,4 @@
-"""buffering: read the whole request body before the service (Traefik's buffering, partly).
+"""buffering: whole request and response bodies, held before they go on (Traefik's buffering).
 
 Request side, as Traefik (oxy's buffer): a body over ``maxRequestBodyBytes``
 (0: no limit) is refused with 413, up front when Content-Length says so, else
@@ -7,7 +7,9 @@ complete, then the rest of the chain and the service run. Up to
 ``memRequestBodyBytes`` it is held in memory, past it in a temporary file
 (``proxy.http.spool``), sent to the backend at the pace it reads and deleted
 when the exchange ends. A chunked body is watched every 10 ms while it
-arrives (the engine has no body-size callback yet), and keeps its framing.
+arrives (the engine has no body-size callback yet); once whole it goes to the
+backend with a Content-Length instead of its chunked framing, as Traefik sends
+it.
 
 Response side, as oxy's buffer: every response of the backend is held whole
 before the client gets a byte of it, up to ``memResponseBodyBytes`` (default
@@ -75,7 +77,7 @@ class Replace(BodyFilter):
 
 
 def payload_size(ex: Exchange) -> int:
-    """Body bytes held so far, without the chunk framing the engine keeps for upstream."""
+    """Body bytes held so far, without any chunk framing the engine keeps for upstream."""
     if ex.spool is not None:
         return ex.spool.payload
     pending = ex.pending
@@ -115,7 +117,14 @@ class BufferingHandler(Handler):
             else:
                 ex.pending_limit = max(ex.pending_limit, length + 1)
             return AFTER_BODY
-        if not ex.chunked or ex.request_done:
+        if not ex.chunked:
+            return None
+        if ex.request_done:
+            # Arrived whole with its head: sent with a Content-Length, as Traefik.
+            payload = (ex.pending or [])[1::3]  # (size line, data, CRLF) triples
+            ex.pending = payload
+            ex.pending_size = ex.content_length = sum(len(data) for data in payload)
+            ex.chunked = False
             return None
         self._spool(ex)
         asyncio.get_running_loop().call_later(POLL, self._watch, ex)
@@ -135,6 +144,10 @@ class BufferingHandler(Handler):
         if self.max_request and spool is not None and spool.payload > self.max_request:
             answer(ex, TOO_LARGE)
         elif ex.request_done:
+            if spool is not None:
+                # Held whole, without its framing: sent with a Content-Length.
+                ex.chunked = False
+                ex.content_length = spool.payload
             resume(ex)
         else:
             asyncio.get_running_loop().call_later(POLL, self._watch, ex)

@@ -189,6 +189,21 @@ def test_a_chunked_body_is_held_until_complete(proxy: Turnout, app: Backend) -> 
         sock.sendall(chunk(b"b" * 500) + b"0\r\n\r\n")
         response = ResponseReader(sock).read()
     assert (response.status, response.body) == (200, b"got 1000")
+    # Held whole, it goes to the backend with a Content-Length, as Traefik sends it.
+    sent = app.requests[-1]
+    assert (sent.header("Content-Length"), sent.header("Transfer-Encoding")) == ("1000", None)
+    assert sent.body == b"a" * 500 + b"b" * 500
+
+
+def test_a_chunked_body_arriving_with_its_head_gets_a_length(proxy: Turnout, app: Backend) -> None:
+    request = post_head("limited", "Transfer-Encoding: chunked\r\n")
+    with connect(proxy.port) as sock:
+        sock.sendall(request + chunk(b"pay") + chunk(b"load") + b"0\r\n\r\n")
+        response = ResponseReader(sock).read()
+    assert (response.status, response.body) == (200, b"got 7")
+    sent = app.requests[-1]
+    assert (sent.header("Content-Length"), sent.header("Transfer-Encoding")) == ("7", None)
+    assert sent.body == b"payload"
 
 
 def test_a_chunked_body_over_the_maximum_is_413(proxy: Turnout, app: Backend) -> None:
@@ -243,6 +258,7 @@ def test_a_large_chunked_body_goes_through_the_file(proxy: Turnout, app: Backend
         response = ResponseReader(sock).read(timeout=15)
     assert (response.status, response.body) == (200, b"got 3000000")
     assert app.requests[-1].body == b"".join(pieces)
+    assert app.requests[-1].header("Content-Length") == "3000000"
 
 
 def test_a_response_over_the_maximum_is_500(proxy: Turnout) -> None:
