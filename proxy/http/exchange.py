@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from proxy.http.server import HttpConnection
-    from proxy.http.spool import BodySpool
+    from proxy.http.spool import BodySpool, ResponseSpool
     from proxy.http.upstream import ServerPool, UpstreamConnection
     from proxy.middlewares.base import BodyFilter, ResponseHead
     from proxy.runtime.snapshot import RouteTarget, Snapshot
@@ -534,7 +534,7 @@ class Exchange:
             hold = head.hold
             if hold is not None:
                 if not hold.write(data):
-                    self._hold_overflow()
+                    self._hold_overflow(hold)
                 return
             if head.sniff_size > 1:
                 parts.append(data)
@@ -658,8 +658,8 @@ class Exchange:
         self.response_state = 2
         self.conn.exchange_done(self, close=not self.keep_alive or self.framing == FRAME_CLOSE)
 
-    def _hold_overflow(self) -> None:
-        """The held body passed maxResponseBodyBytes: a 500, as oxy's buffer answers."""
+    def _hold_overflow(self, hold: ResponseSpool) -> None:
+        """The held body passed maxResponseBodyBytes: the middleware answers (a 500)."""
         self.held_head = None
         upstream = self.upstream
         if upstream is not None:
@@ -667,18 +667,9 @@ class Exchange:
             self.upstream = None
             upstream.exchange = None
             upstream.close()
-        self.status = 500
-        self.framing = FRAME_LENGTH
-        body = b"Internal Server Error"
-        close = not self.keep_alive or self.conn.closing
-        connection = 2 if close else 1 if self.version == "1.0" else 0
-        self.conn.respond(
-            self,
-            b"HTTP/1.1 500 Internal Server Error\r\n"
-            b"Content-Type: text/plain; charset=utf-8\r\n"
-            b"Content-Length: %d\r\n%s%s" % (len(body), _HEAD_ENDINGS[False, connection], body),
-            close,
-        )
+        self.response_state = 0  # nothing was sent: the answer goes out whole
+        self.framing = FRAME_NONE
+        hold.overflow(self)
 
     def response_aborted(self) -> None:
         """The backend died mid-response: the client must see a truncated message."""

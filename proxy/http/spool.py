@@ -110,16 +110,18 @@ class ResponseSpool:
     """A response body held whole before the client gets it (buffering, as oxy's buffer).
 
     Up to ``memory_limit`` bytes in memory, the rest in an anonymous temporary
-    file; ``write`` says False once the body passes ``limit`` (0: no limit),
-    and nothing more is kept. ``send`` hands the body to ``ex.response_body``
-    at the pace the client takes it, then calls ``done``.
+    file; ``write`` says False once the body passes ``limit`` (0: no limit):
+    nothing more is kept, and the engine calls ``overflow``. ``send`` hands
+    the body to ``ex.response_body`` at the pace the client takes it, then
+    calls ``done``.
     """
 
-    __slots__ = ("file", "limit", "memory", "memory_limit", "size", "task")
+    __slots__ = ("file", "limit", "memory", "memory_limit", "overflow", "size", "task")
 
-    def __init__(self, memory_limit: int, limit: int) -> None:
+    def __init__(self, memory_limit: int, limit: int, overflow: Callable[[Exchange], None]) -> None:
         self.memory_limit = memory_limit
-        self.limit = limit
+        self.limit = limit  # -1: refused whatever its size (its Content-Length said so)
+        self.overflow = overflow  # answers instead once the body passed ``limit``
         self.memory: list[bytes] = []
         self.file: IO[bytes] | None = None
         self.size = 0

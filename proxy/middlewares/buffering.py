@@ -16,9 +16,10 @@ before the client gets a byte of it, up to ``memResponseBodyBytes`` (default
 1 MiB) in memory, past it in an anonymous temporary file (``ResponseSpool``,
 deleted with the exchange), then sent with a Content-Length (a chunked or
 close-delimited body loses that framing), from the file at the client's pace.
-A response over ``maxResponseBodyBytes`` (0: no limit) becomes a 500: at once
-when its Content-Length says so, else as soon as the held bytes pass it (the
-backend connection is closed then, the rest is not read). A filter of a
+A response over ``maxResponseBodyBytes`` (0: no limit) becomes a 500, passed
+through the middlewares outside this one: on its first bytes when its
+Content-Length says so, else as soon as the held bytes pass it (the backend
+connection is closed then, the rest is not read). A filter of a
 middleware outside this one (compress) still streams what it rewrites.
 
 ``retryExpression`` (oxy's predicate, see ``proxy.middlewares.retry_expression``)
@@ -41,14 +42,13 @@ from proxy.middlewares.base import (
     AFTER_BODY,
     PENDING,
     Answer,
-    BodyFilter,
     BuildContext,
     BuildError,
     Handler,
     Pending,
     ResponseHead,
 )
-from proxy.middlewares.chain import answer, redispatch, resume
+from proxy.middlewares.chain import answer, answer_from, redispatch, resume
 from proxy.middlewares.retry_expression import Attempt, ExpressionError, Predicate, parse
 
 if TYPE_CHECKING:
@@ -58,22 +58,8 @@ POLL = 0.01  # seconds between two looks at a chunked body
 MAX_TRIES = 10  # oxy's buffer: DefaultMaxRetryAttempts
 PLAIN = [(b"Content-Type", b"text/plain; charset=utf-8")]
 TOO_LARGE = Answer(413, PLAIN, b"Request Entity Too Large")
+SERVER_ERROR = Answer(500, PLAIN, b"Internal Server Error")
 ERROR_LINES = [b"Content-Type: text/plain; charset=utf-8\r\n"]
-
-
-class Replace(BodyFilter):
-    """Drops the backend's body and sends a fixed one instead."""
-
-    __slots__ = ("body",)
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-
-    def feed(self, data: bytes) -> bytes:
-        return b""
-
-    def finish(self) -> bytes:
-        return self.body
 
 
 def payload_size(ex: Exchange) -> int:
@@ -152,6 +138,10 @@ class BufferingHandler(Handler):
         else:
             asyncio.get_running_loop().call_later(POLL, self._watch, ex)
 
+    def _too_large(self, ex: Exchange) -> None:
+        # Through the middlewares outside this one, as Traefik's error handler writes.
+        answer_from(ex, self, SERVER_ERROR)
+
     def on_done(self, ex: Exchange, status: int) -> None:
         if ex.spool is not None:
             ex.spool.close()  # the temporary file goes now
@@ -163,14 +153,17 @@ class BufferingHandler(Handler):
         if ex.upstream is None or head.hold is not None:
             return  # a middleware's or the engine's answer (whole already), or held inside
         length = head.get("Content-Length")
-        if self.max_response and length and length.isdigit() and int(length) > self.max_response:
-            head.status = 500  # known too large before a byte of it is read
-            head.lines = list(ERROR_LINES)
-            head.body_filter = Replace(b"Internal Server Error")
-            return
+        too_large = (
+            self.max_response and length and length.isdigit() and int(length) > self.max_response
+        )
         if ex.is_head or head.status in (204, 304):
+            if too_large:
+                head.status = 500
+                head.lines = list(ERROR_LINES)
             return  # no body to hold
-        hold = ResponseSpool(self.mem_response, self.max_response)
+        # Known too large: refused at its first bytes, its connection closed.
+        limit = -1 if too_large else self.max_response
+        hold = ResponseSpool(self.mem_response, limit, self._too_large)
         head.hold = hold
         self.holds[ex] = hold
 

@@ -73,6 +73,8 @@ memRequestBodyBytes = 1000
 memResponseBodyBytes = 1000
 [http.middlewares.retrying.buffering]
 retryExpression = "IsNetworkError() && Attempts() < 3"
+[http.middlewares.tagged.headers.customResponseHeaders]
+X-Outer = "seen"
 [http.middlewares.status.buffering]
 retryExpression = "ResponseCode() == 503 && Attempts() < 3"
 """
@@ -83,7 +85,7 @@ def proxy(
     app: Backend, flaky: Backend, slow: Backend, module_proxy: Callable[..., Turnout]
 ) -> Turnout:
     routers = host_router("limited", ["limited"]) + host_router("spill", ["spill"])
-    routers += host_router("status", ["status"])
+    routers += host_router("status", ["status"]) + host_router("outer", ["tagged", "limited"])
     routers += host_router("retrying", ["retrying"]).replace('service = "app"', 'service = "flaky"')
     routers += host_router("slow", ["spill"]).replace('service = "app"', 'service = "slow"')
     services = service(app.url) + service(flaky.url, "flaky") + service(slow.url, "slow")
@@ -271,6 +273,7 @@ def test_a_response_over_the_maximum_is_500(proxy: Turnout) -> None:
 def test_a_response_without_length_is_bounded_too(proxy: Turnout) -> None:
     big = get(proxy.port, "/big-chunked", host="limited.test")
     assert (big.status, big.body) == (500, b"Internal Server Error")
+    assert big.header("Content-Length") == "21"
     fits = get(proxy.port, "/fits-chunked", host="limited.test")
     assert fits.status == 200
     assert fits.body == b"x" * 2000 + b"y" * 2000
@@ -397,6 +400,18 @@ def test_retries_on_status_stop_as_the_expression_says(proxy: Turnout, app: Back
     other = get(proxy.port, "/", host="status.test")  # a 200 is not retried
     assert other.status == 200
     assert len(app.requests) - before == 4
+
+
+def test_the_500_passes_through_the_middlewares_outside(proxy: Turnout) -> None:
+    for target in ("/big", "/big-chunked"):  # refused on its length, and once held past it
+        with connect(proxy.port) as sock:
+            sock.sendall(f"GET {target} HTTP/1.1\r\nHost: outer.test\r\n\r\n".encode())
+            response = ResponseReader(sock).read()
+            assert (response.status, response.body) == (500, b"Internal Server Error")
+            assert response.header("X-Outer") == "seen"  # headers, outside buffering, saw it
+            assert response.header("Content-Length") == "21"
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: outer.test\r\n\r\n")  # still usable
+            assert ResponseReader(sock).read().status == 200
 
 
 def test_a_client_leaving_a_held_response_leaks_nothing(proxy: Turnout) -> None:
