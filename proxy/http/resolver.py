@@ -36,9 +36,20 @@ class Resolver:
 
     async def resolve(self, host: str) -> str:
         """One address for host, rotating over the records of a multi-address name."""
+        return (await self.candidates(host))[0]
+
+    async def candidates(self, host: str) -> list[str]:
+        """Every address of host, in the order to try them when dialling.
+
+        The first one rotates over the records of a multi-address name (so new
+        connections spread over them); the others follow as fallbacks, as Go's
+        dialer tries each address in turn: ``localhost`` resolves to ::1 and
+        127.0.0.1, and a backend that listens on only one of them must not fail
+        every other dial.
+        """
         try:
             ipaddress.ip_address(host)
-            return host
+            return [host]
         except ValueError:
             pass
         now = time.monotonic()
@@ -49,7 +60,8 @@ class Resolver:
             addresses = await self._lookup(host)
         index = self._rotation.get(host, 0)
         self._rotation[host] = index + 1
-        return addresses[index % len(addresses)]
+        start = index % len(addresses)
+        return addresses[start:] + addresses[:start]
 
     async def _lookup(self, host: str) -> list[str]:
         # Concurrent dials to the same name share one query.

@@ -126,17 +126,25 @@ class ServerPool:
         self.idle.append(conn)
 
     async def dial(self) -> UpstreamConnection:
-        address = await self.resolver.resolve(self.host)
+        addresses = await self.resolver.candidates(self.host)
         conn = UpstreamConnection(self)
         timeout = self.dial_timeout if self.dial_timeout > 0 else None
         async with asyncio.timeout(timeout):
-            await self.loop.create_connection(
-                lambda: conn,
-                address,
-                self.port,
-                ssl=self.ssl,
-                server_hostname=self.server_hostname,
-            )
+            for index, address in enumerate(addresses):
+                try:
+                    await self.loop.create_connection(
+                        lambda: conn,
+                        address,
+                        self.port,
+                        ssl=self.ssl,
+                        server_hostname=self.server_hostname,
+                    )
+                    break
+                except OSError:
+                    # The next address of the name, as Go's dialer does; the
+                    # last one's error is the one reported.
+                    if index == len(addresses) - 1:
+                        raise
         return conn
 
     def forget(self, conn: UpstreamConnection) -> None:

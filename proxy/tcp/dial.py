@@ -18,7 +18,20 @@ __all__ = ["dial", "proxy_header"]
 async def dial(resolver: Resolver | None, server: TcpServer) -> socket.socket:
     """A connected non-blocking socket to ``server``; raises OSError or TimeoutError."""
     host = server.host
-    address = await resolver.resolve(host) if resolver is not None else host
+    addresses = await resolver.candidates(host) if resolver is not None else [host]
+    timeout = server.transport.dial_timeout
+    async with asyncio.timeout(timeout if timeout > 0 else None):
+        for index, address in enumerate(addresses):
+            try:
+                return await _connect(address, server)
+            except OSError:
+                # The next address of the name, as Go's dialer does.
+                if index == len(addresses) - 1:
+                    raise
+    raise OSError(f"no address for {host!r}")  # unreachable: candidates is never empty
+
+
+async def _connect(address: str, server: TcpServer) -> socket.socket:
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -31,9 +44,7 @@ async def dial(resolver: Resolver | None, server: TcpServer) -> socket.socket:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, seconds)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, seconds)
-        timeout = server.transport.dial_timeout
-        async with asyncio.timeout(timeout if timeout > 0 else None):
-            await asyncio.get_running_loop().sock_connect(sock, (address, server.port))
+        await asyncio.get_running_loop().sock_connect(sock, (address, server.port))
     except BaseException:
         sock.close()
         raise

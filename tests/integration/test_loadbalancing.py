@@ -90,3 +90,14 @@ def test_balancing_spans_client_connections(backend, turnout):
     assert answers.count("a") == answers.count("b") == 3
     # Each backend keeps one pooled connection for all of its requests.
     assert a.connections == b.connections == 1
+
+
+def test_a_name_with_several_addresses_falls_back_to_the_one_listening(backend, turnout):
+    """``localhost`` resolves to ::1 and 127.0.0.1; a backend on 127.0.0.1 only
+    must get every request, each on a new connection (so each dial rotates)."""
+    server = backend(responder=lambda received: ok_response(b"v4", "Connection: close\r\n"))
+    proxy = turnout(dynamic_for(f"http://localhost:{server.port}"))
+    for index in range(8):
+        response = get(proxy.port, f"/{index}")
+        assert (response.status, response.body) == (200, b"v4"), response.status
+    assert server.connections == 8

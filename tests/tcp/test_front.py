@@ -46,6 +46,17 @@ def test_small_and_bulk_transfers_are_echoed_exactly(turnout, backend, relay) ->
     assert wait_until(lambda: kind in proxy.stderr())
 
 
+def test_a_name_with_several_addresses_falls_back_to_the_one_listening(
+    turnout, backend, relay
+) -> None:
+    """``localhost`` is ::1 and 127.0.0.1; the echo server listens on 127.0.0.1 only."""
+    echo_server = echo_backend(backend)
+    service = tcp_service("db", echo_server.port).replace("127.0.0.1:", "localhost:")
+    proxy = turnout(tcp_router("db", CATCH_ALL, "db") + service)
+    for index in range(4):  # each connection dials anew, starting at the next address
+        assert exchange(proxy.port, b"ping%d" % index) == b"ping%d" % index
+
+
 def test_server_speaks_first_without_waiting_for_the_client(turnout, backend, relay) -> None:
     greeter = backend(raw=named(b"220 greeting\r\n"))
     proxy = turnout(tcp_router("smtp", CATCH_ALL, "smtp") + tcp_service("smtp", greeter.port))
