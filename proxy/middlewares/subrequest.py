@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import SplitResult, urlsplit
 
@@ -127,6 +128,7 @@ async def send(
     host: str = "",
     context: ssl.SSLContext | None = None,
     address: str = "",
+    fallbacks: Sequence[str] = (),
     head_only: bool = False,
 ) -> SubResponse:
     """Send one request to ``target`` (``path`` as the request target); the whole answer.
@@ -134,8 +136,10 @@ async def send(
     ``host`` replaces the Host header (the target's authority by default).
     ``context`` is the TLS configuration for https (the system's trust store by
     default), ``address`` the resolved address to dial (the target's host by
-    default; TLS still names the host), and ``head_only`` stops at the end of
-    the response head (the body is neither read nor bounded).
+    default; TLS still names the host), ``fallbacks`` the host's other
+    addresses, dialled in turn when one refuses (as Go's dialer does), and
+    ``head_only`` stops at the end of the response head (the body is neither
+    read nor bounded).
     """
     lines = [f"{method} {path} HTTP/1.1", f"Host: {host or target.authority}"]
     lines += [f"{name}: {value}" for name, value in headers]
@@ -149,12 +153,19 @@ async def send(
         context = ssl.create_default_context()
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(
-                address or target.host,
-                target.port,
-                ssl=context,
-                server_hostname=target.host if context else None,
-            )
+            candidates = [address or target.host, *fallbacks]
+            for index, candidate in enumerate(candidates):
+                try:
+                    reader, writer = await asyncio.open_connection(
+                        candidate,
+                        target.port,
+                        ssl=context,
+                        server_hostname=target.host if context else None,
+                    )
+                    break
+                except OSError:
+                    if index == len(candidates) - 1:
+                        raise
             try:
                 writer.write(head + body)
                 collector = _Collector(max_body)

@@ -183,7 +183,7 @@ async def probe(
         async with asyncio.timeout_at(deadline):
             for _ in range(MAX_REDIRECTS + 1):
                 target = parse_target(url)
-                address = await resolver.resolve(target.host) if resolver is not None else ""
+                addresses = await resolver.candidates(target.host) if resolver is not None else [""]
                 reply = await send(
                     target,
                     method,
@@ -193,7 +193,8 @@ async def probe(
                     max_body=0,
                     host=host,
                     context=context,
-                    address=address,
+                    address=addresses[0],
+                    fallbacks=addresses[1:],
                     head_only=True,
                 )
                 status = reply.status

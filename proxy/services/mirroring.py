@@ -163,10 +163,16 @@ async def _fire(server: Server, data: bytes) -> None:
     writer = None
     try:
         async with asyncio.timeout(MIRROR_TIMEOUT):
-            address = await pool.resolver.resolve(pool.host)
-            reader, writer = await asyncio.open_connection(
-                address, pool.port, ssl=pool.ssl, server_hostname=pool.server_hostname
-            )
+            addresses = await pool.resolver.candidates(pool.host)
+            for index, address in enumerate(addresses):
+                try:
+                    reader, writer = await asyncio.open_connection(
+                        address, pool.port, ssl=pool.ssl, server_hostname=pool.server_hostname
+                    )
+                    break
+                except OSError:
+                    if index == len(addresses) - 1:  # else the name's next address
+                        raise
             writer.write(data)
             seen = b""
             while _HEAD_END not in seen and len(seen) < _READ_LIMIT:

@@ -369,3 +369,19 @@ def test_a_server_that_hangs_is_down_after_the_timeout(backend, turnout):
         assert [get(proxy.port).body for _ in range(4)] == [b"good"] * 4
     finally:
         hung.stop()
+
+
+def test_a_server_named_localhost_stays_up_when_it_listens_on_one_family(backend, turnout):
+    """``localhost`` is ::1 and 127.0.0.1; the probe dials the other address when one
+    refuses, so a server on 127.0.0.1 only is not marked DOWN every other probe."""
+    server = backend(responder=lambda received: ok_response(b"v4"))
+    health = (
+        "[http.services.app.loadBalancer.healthCheck]\n"
+        'path = "/health"\ninterval = "100ms"\ntimeout = "1s"\n'
+    )
+    proxy = turnout(dynamic_for(f"http://localhost:{server.port}", extra=health))
+    assert wait_until(lambda: sum(r.target == "/health" for r in server.requests) >= 6, 5.0), (
+        proxy.stderr()
+    )
+    assert "is DOWN" not in proxy.stderr()
+    assert get(proxy.port).body == b"v4"

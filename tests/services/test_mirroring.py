@@ -133,3 +133,17 @@ def test_refusals(tmp_path):
         "http.services.shadow.mirroring.mirrors[1].name: unknown service 'nowhere'",
     ):
         assert f"dynamic.toml: {line}" in output, output
+
+
+def test_a_mirror_named_localhost_gets_every_copy(backend, turnout):
+    """``localhost`` is ::1 and 127.0.0.1; a mirror on 127.0.0.1 only still gets them all."""
+    main = backend(responder=named("main"))
+    copy = backend(responder=named("mirror"))
+    proxy = turnout(
+        router("shadow")
+        + mirroring("live", {"dark": 100}, "")
+        + balancer("live", main.url)
+        + balancer("dark", f"http://localhost:{copy.port}")
+    )
+    assert [get(proxy.port, f"/r{index}").body for index in range(6)] == [b"main"] * 6
+    assert wait_until(lambda: len(copy.requests) == 6, 3), len(copy.requests)
