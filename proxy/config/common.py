@@ -16,7 +16,31 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["Certificate", "ClientTLS", "ConfigStruct", "Domain", "Spiffe", "list_default"]
+__all__ = [
+    "UNSUPPORTED",
+    "Certificate",
+    "ClientTLS",
+    "ConfigStruct",
+    "Domain",
+    "Spiffe",
+    "list_default",
+    "rule_problem",
+]
+
+# The end of every message about a feature Turnout has not built yet.
+UNSUPPORTED = "is not supported by Turnout yet"
+
+
+def rule_problem(rule: str, rule_syntax: str | None) -> tuple[str, str] | None:
+    """(key, message) when a router's rule cannot be compiled at all, HTTP or TCP alike."""
+    if not rule:
+        return "rule", "a router needs a rule"
+    if rule_syntax and rule_syntax != "v3":
+        return (
+            "ruleSyntax",
+            f"rule syntax {rule_syntax!r} {UNSUPPORTED}; write the rule in v3 syntax",
+        )
+    return None
 
 
 def list_default(*items: Any) -> Any:

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from proxy.config.common import set_fields
+from proxy.config.common import UNSUPPORTED, rule_problem, set_fields
 from proxy.config.dynamic import DynamicConfig, Middleware, Router, ServersLoadBalancer, Service
 from proxy.config.load import ConfigIssue
 from proxy.config.static import ServersTransport, StaticConfig
@@ -52,8 +52,6 @@ if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
     from proxy.http.resolver import Resolver
     from proxy.services.base import HttpService
-
-UNSUPPORTED = "is not supported by Turnout yet"
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,14 +418,9 @@ class _Builder:
     ) -> RouteTarget | None:
         path = f"http.routers.{name}"
         qualified = qualify(name, self.provider)
-        if not router.rule:
-            self.issue(f"{path}.rule", "a router needs a rule")
-            return None
-        if router.rule_syntax and router.rule_syntax != "v3":
-            self.issue(
-                f"{path}.ruleSyntax",
-                f"rule syntax {router.rule_syntax!r} {UNSUPPORTED}; write the rule in v3 syntax",
-            )
+        problem = rule_problem(router.rule, router.rule_syntax)
+        if problem is not None:
+            self.issue(f"{path}.{problem[0]}", problem[1])
             return None
         if not router.service:
             self.issue(f"{path}.service", "a router needs a service")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from proxy.config.common import set_fields
+from proxy.config.common import UNSUPPORTED, rule_problem, set_fields
 from proxy.config.dynamic import (
     DynamicConfig,
     TCPMiddleware,
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Sources", "TcpBuild", "build_tcp"]
 
-UNSUPPORTED = "is not supported by Turnout yet"
 
 Service = TcpBalancer | TcpWeighted
 
@@ -195,14 +194,9 @@ class _TcpBuilder:
         self, name: str, router: TCPRouter, services: dict[str, Service]
     ) -> TcpTarget | None:
         path = f"tcp.routers.{name}"
-        if not router.rule:
-            self.issue(f"{path}.rule", "a router needs a rule")
-            return None
-        if router.rule_syntax and router.rule_syntax != "v3":
-            self.issue(
-                f"{path}.ruleSyntax",
-                f"rule syntax {router.rule_syntax!r} {UNSUPPORTED}; write the rule in v3 syntax",
-            )
+        problem = rule_problem(router.rule, router.rule_syntax)
+        if problem is not None:
+            self.issue(f"{path}.{problem[0]}", problem[1])
             return None
         try:
             node = parse_tcp_rule(router.rule)
