@@ -103,17 +103,13 @@ def scenario_table(sc: dict[str, Any]) -> str:
             f"scaling: turnout-w2 / turnout req/s {1 / w2['requests_per_s']:.2f}x "
             f"(2 workers against 1{bound})"
         )
-    bare = vs.pop("turnout-bare", None)
-    obs = vs.pop("turnout-obs", None)
-    medians = {n: t.get("median") or {} for n, t in sc["targets"].items()}
-    obs_rate = medians.get("turnout-obs", {}).get("requests_per_s")
-    bare_rate = medians.get("turnout-bare", {}).get("requests_per_s")
-    if obs_rate and bare_rate:
-        out.append(
-            f"observability: turnout-obs / turnout-bare req/s {obs_rate / bare_rate:.2f}x "
-            "(StatsD + Prometheus + JSON access log against all off, counting included)"
-        )
-    del bare, obs
+    vs.pop("turnout-bare", None)
+    vs.pop("turnout-obs", None)
+    vs.pop("turnout-chain", None)
+    for variant, base, what in VARIANTS:
+        text = _variant_ratio(sc, variant, base)
+        if text:
+            out.append(f"{what}: {variant} / {base} req/s {text}")
     if vs:
         out.append("turnout / peer:")
         for peer, r in vs.items():
@@ -129,6 +125,52 @@ def scenario_table(sc: dict[str, Any]) -> str:
         out.append("notes:")
         out += notes
     return "\n".join(out)
+
+
+# Feature rows read against their base in the same scenario: (variant, base, label).
+VARIANTS = (
+    (
+        "turnout-obs",
+        "turnout-bare",
+        "observability (StatsD + Prometheus + JSON access log against all off)",
+    ),
+    ("turnout-chain", "turnout", "middlewares (issue 6's chain against the bare router)"),
+)
+
+
+def _variant_ratio(sc: dict[str, Any], variant: str, base: str) -> str | None:
+    """Ratio of medians, and the median of per-repetition ratios.
+
+    Repetition i of every target runs back to back (A B A B ...), so the ratio
+    of neighbouring runs cancels most of the drift of a shared machine; on this
+    noisy VM it is the steadier figure.
+    """
+    targets = sc["targets"]
+    a, b = targets.get(variant), targets.get(base)
+    if not a or not b:
+        return None
+    ma, mb = (
+        (a.get("median") or {}).get("requests_per_s"),
+        (b.get("median") or {}).get("requests_per_s"),
+    )
+    if not ma or not mb:
+        return None
+
+    def rates(t: dict[str, Any]) -> dict[int, float]:
+        return {
+            r["repetition"]: r["load"]["requests_per_s"]
+            for r in t.get("runs", [])
+            if r.get("load") and not r.get("error") and r["load"].get("requests_per_s")
+        }
+
+    ra, rb = rates(a), rates(b)
+    pairs = sorted(ra[i] / rb[i] for i in ra.keys() & rb.keys())
+    text = f"{ma / mb:.2f}x"
+    if pairs:
+        mid = len(pairs) // 2
+        paired = pairs[mid] if len(pairs) % 2 else (pairs[mid - 1] + pairs[mid]) / 2
+        text += f" (per-repetition ratios: median {paired:.2f}x, {pairs[0]:.2f}-{pairs[-1]:.2f})"
+    return text
 
 
 def render(doc: dict[str, Any]) -> str:
