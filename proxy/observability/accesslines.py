@@ -1,0 +1,635 @@
+"""Access log lines: Traefik's fields and formats, from compact records.
+
+The request path turns a finished exchange (or a closed TCP connection) into
+a *record*: a flat tuple of the values a line needs, built in about a
+microsecond (``http_record``, ``tcp_record``). Formatting a record into a line
+costs a few microseconds more (PERFORMANCE.md), so by default it happens in
+the access log's writer process (``proxy.observability.logwriter``), off the
+proxy's event loop; ``LineFormatter`` is the same code in both places.
+
+Records are tuples of ints, floats, str, bytes and None, so ``marshal`` can
+carry a batch of them over a pipe at C speed. Field positions are fixed
+(``HTTP_*`` below); a record's first item tells its kind.
+
+Formats, as Traefik writes them:
+
+- ``common``: ``ClientHost - ClientUsername [02/Jan/2006:15:04:05 -0700]
+  "METHOD PATH PROTO" OriginStatus OriginContentSize "Referer" "User-Agent"
+  RequestCount "RouterName" "ServiceURL" Nms`` (Referer and User-Agent are
+  ``"-"`` unless those headers are kept, as in Traefik).
+- ``json``: one object per line with Traefik's field names (``ClientHost``,
+  ``RequestMethod``, ``RequestPath``, ``DownstreamStatus``, ``Duration`` in
+  nanoseconds, ``RouterName``, ``ServiceName``, ``ServiceURL``, ...),
+  ``request_<Header>`` fields for kept or redacted headers, and logrus'
+  ``level``, ``msg`` and ``time``; keys sorted, as Go encodes a map.
+
+``fields.defaultMode``/``fields.names`` keep or drop fields; ``fields.headers``
+keeps, drops (the default) or redacts (``REDACTED``) request headers.
+``filters.{statusCodes, retryAttempts, minDuration}`` keep a line when any
+matches, as Traefik. Not logged (no counterpart in Turnout): TLS fields,
+``OriginDuration`` (so ``Overhead`` is the whole ``Duration``), ``GzipRatio``,
+``origin_``/``downstream_`` headers. ``ClientUsername`` is the user basicAuth or
+digestAuth admitted, or forwardAuth's ``headerField`` named (``-`` otherwise).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from proxy.observability.settings import status_range
+
+if TYPE_CHECKING:
+    from proxy.config.static import AccessLog as AccessLogConfig
+    from proxy.http.exchange import Exchange
+
+# Traefik's core fields (pkg/middlewares/accesslog/logdata.go), in its order.
+CORE_FIELDS = (
+    "StartUTC",
+    "Duration",
+    "RouterName",
+    "ServiceAddr",
+    "ServiceName",
+    "ServiceURL",
+    "ClientAddr",
+    "ClientHost",
+    "ClientPort",
+    "ClientUsername",
+    "StartLocal",
+    "Overhead",
+    "RetryAttempts",
+    "RequestAddr",
+    "RequestHost",
+    "RequestPort",
+    "RequestMethod",
+    "RequestPath",
+    "RequestProtocol",
+    "RequestScheme",
+    "RequestContentSize",
+    "OriginContentSize",
+    "OriginStatus",
+    "DownstreamStatus",
+    "DownstreamContentSize",
+    "RequestCount",
+)
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+# Record kinds (item 0). A control record asks the writer to reopen its file.
+HTTP, TCP, REOPEN = 0, 1, 2
+
+# An HTTP record: (HTTP, started, duration, remote_address, client_ip, forwarded_for,
+# user, status, response_bytes, server_url, router, service, host_header, method,
+# target, version, retry_attempts, request_body_bytes, fields-or-None).
+# started is wall-clock seconds, duration seconds; forwarded_for the first
+# X-Forwarded-For value when the client's X-Forwarded-* were trusted, else None;
+# fields the request's (lname, name, value) header triples, only when headers are logged.
+# A TCP record: (TCP, started, duration, peer_host, peer_port, router,
+# service_addr-or-None, service_name).
+
+AnyRecord = tuple[Any, ...]
+
+
+def http_record(ex: Exchange, ended: float, offset: float, with_headers: bool) -> AnyRecord:
+    """The record of a finished exchange: attribute reads only, no formatting."""
+    route = ex.route
+    router = service = ""
+    if route is not None:
+        router = route.router
+        stats = route.stats
+        if stats is not None:
+            service = stats.service
+        elif route.service is not None:
+            service = route.service.name
+    conn = ex.conn
+    started = ex.started
+    original = ex.original_target
+    return (
+        HTTP,
+        started + offset,
+        ended - started,
+        conn.remote_address,
+        conn.client_ip,
+        _forwarded_for(ex) if ex.xforwarded else None,
+        ex.user,
+        ex.status,
+        ex.response_bytes,
+        ex.server_url,
+        router,
+        service,
+        ex.host_header,
+        ex.method,
+        ex.target if original is None else original,
+        ex.version,
+        ex.retry_attempts,
+        ex.request_body_bytes,
+        ex.fields if with_headers else None,
+    )
+
+
+def _forwarded_for(ex: Exchange) -> str | None:
+    for name, _, value in ex.fields:
+        if name == b"x-forwarded-for":
+            return value.decode("latin-1")
+    return None
+
+
+def tcp_record(front: Any, started: float, ended: float, offset: float) -> AnyRecord:
+    """The record of a routed TCP connection that closed (``TcpFront._finish``)."""
+    peer = front.peer
+    server = front.server
+    return (
+        TCP,
+        started + offset,
+        ended - started,
+        peer[0] if peer else "",
+        str(peer[1]) if peer else "",
+        front.target.router,
+        server.address if server is not None else None,
+        getattr(front.target.service, "name", ""),
+    )
+
+
+def canonical_header(name: bytes) -> str:
+    """Go's canonical form (``user-agent`` -> ``User-Agent``), as Traefik prints names."""
+    return "-".join(part.capitalize() for part in name.decode("latin-1").split("-"))
+
+
+def _split_host_port(value: str) -> tuple[str, str]:
+    """Go's net.SplitHostPort, falling back as Traefik's silentSplitHostPort does."""
+    if value.startswith("["):
+        end = value.find("]")
+        if end > 0 and value[end + 1 : end + 2] == ":":
+            return value[1:end], value[end + 2 :]
+        return value, "-"
+    host, sep, port = value.rpartition(":")
+    if not sep or ":" in host:
+        return value, "-"
+    return host, port
+
+
+class LineFormatter:
+    """The ``accessLog`` settings compiled into one ``line(record)`` function."""
+
+    def __init__(self, config: AccessLogConfig) -> None:
+        self.json = config.format.lower() == "json"
+        self.count = 0  # RequestCount: requests logged or filtered since start
+        fields = config.fields
+        self.default_keep = fields is None or fields.default_mode.lower() == "keep"
+        self.field_modes = (
+            {name.lower(): mode.lower() for name, mode in fields.names.items()} if fields else {}
+        )
+        headers = fields.headers if fields is not None else None
+        self.header_default = headers.default_mode.lower() if headers is not None else "drop"
+        self.header_modes = (
+            {name.lower(): mode.lower() for name, mode in headers.names.items()}
+            if headers is not None
+            else {}
+        )
+        # Whether records must carry the request's header fields.
+        self.with_headers = not (self.header_default == "drop" and not self.header_modes)
+        self.dropped = tuple(name for name in CORE_FIELDS if not self._keep(name))
+        # JSON with Traefik's default fields and no headers: the fast formatter.
+        self.fast = self.json and not self.dropped and not self.with_headers
+        self.times = Times()
+        filters = config.filters
+        self.filtered = filters is not None and bool(
+            filters.status_codes or filters.retry_attempts or float(filters.min_duration) > 0
+        )
+        self.status_ranges = [
+            r for r in (status_range(c) for c in (filters.status_codes if filters else [])) if r
+        ]
+        self.keep_retries = bool(filters and filters.retry_attempts)
+        self.min_duration = float(filters.min_duration) if filters else 0.0
+
+    def _keep(self, field: str) -> bool:
+        mode = self.field_modes.get(field.lower())
+        if mode is None:
+            return self.default_keep
+        return mode == "keep"
+
+    def line(self, record: AnyRecord) -> bytes | None:
+        """The line of ``record``, or None when filtered out.
+
+        logrus' ``time`` is when the request ended (start plus duration), as
+        Traefik logs it then, whenever the line is written.
+        """
+        self.count += 1
+        duration = record[2]
+        now = record[1] + duration
+        if record[0] == TCP:
+            return self.tcp_line(record, now)
+        if self.filtered and not self._wanted(record[7], record[16], duration):
+            return None
+        if self.fast:
+            return self._fast_json(record, now)
+        fields = self.fields(record)
+        headers = self.headers(record[18])
+        if self.json:
+            return self._json(fields, headers, record[1], now)
+        return self._common(fields, headers, record[1], duration)
+
+    def tcp_line(self, record: AnyRecord, now: float) -> bytes | None:
+        """Traefik writes no access log for TCP; Turnout writes one line per connection.
+
+        Its fields are the ones that apply (``RequestProtocol`` is ``TCP``,
+        ``ServiceAddr`` the server dialled; no byte counts: the splice relay
+        moves bytes in the kernel). Filters on status codes do not apply.
+        """
+        _, wall, duration, host, port, router, service_addr, service = record
+        if self.filtered and not (self.min_duration > 0 and duration > self.min_duration):
+            return None
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        utc, local = self.times.starts(wall)
+        nanoseconds = int(duration * 1e9)
+        fields: dict[str, Any] = {
+            "ClientAddr": address,
+            "ClientHost": host,
+            "ClientPort": port,
+            "Duration": nanoseconds,
+            "Overhead": nanoseconds,
+            "RequestCount": self.count,
+            "RequestProtocol": "TCP",
+            "RouterName": router,
+            "ServiceAddr": service_addr or "",
+            "ServiceName": service,
+            "StartLocal": local,
+            "StartUTC": utc,
+        }
+        if service_addr is None:
+            del fields["ServiceAddr"]  # refused by a middleware, or no server
+        for name in self.dropped:
+            fields.pop(name, None)
+        if self.json:
+            fields["level"] = "info"
+            fields["msg"] = ""
+            fields["time"] = self.times.rfc3339(now)
+            return msgspec.json.encode(fields) + b"\n"
+        timestamp = self.times.clf(wall, utc=True) if "StartUTC" in fields else "-"
+        line = (
+            f'{_plain(fields.get("ClientHost"))} - - [{timestamp}] "TCP - TCP" - - '
+            f'"-" "-" {_plain(fields.get("RequestCount"))} {_quoted(fields.get("RouterName"))} '
+            f"{_quoted(fields.get('ServiceAddr'))} {int(duration * 1000)}ms\n"
+        )
+        return line.encode("utf-8", "surrogateescape")
+
+    def _fast_json(self, record: AnyRecord, now: float) -> bytes:
+        """The JSON line of the default fields, without a dict: 2-3x cheaper (PERFORMANCE.md).
+
+        Same bytes as ``_json(fields(...))``: keys in sorted order, pieces that
+        repeat (per client, route, Host and method) encoded once and cached.
+        """
+        (
+            _,
+            started,
+            duration,
+            remote,
+            client_ip,
+            forwarded,
+            user,
+            status,
+            size,
+            url,
+            router,
+            service,
+            host,
+            method,
+            target,
+            version,
+            retries,
+            request_bytes,
+            _,
+        ) = record
+        key = (remote, client_ip if forwarded is None else forwarded)
+        client = _CLIENTS.get(key)
+        if client is None:
+            client = _cache(_CLIENTS, key, _client_json(*key))
+        user_json = _NO_USER if not user else b'"ClientUsername":%b,' % _encode(user)
+        nanoseconds = int(duration * 1e9)
+        origin = b""
+        if url and status:
+            origin = b'"OriginContentSize":%d,"OriginStatus":%d,' % (size, status)
+        if host is None:
+            addr = host_name = host_port = b""
+        else:
+            pieces = _HOSTS.get(host)
+            if pieces is None:
+                pieces = _cache(_HOSTS, host, _host_json(host))
+            addr, host_name, host_port = pieces
+        route_key = (router, service, url)
+        routed = _ROUTES.get(route_key)
+        if routed is None:
+            routed = _cache(_ROUTES, route_key, _route_json(*route_key))
+        method_json = _METHODS.get(method)
+        if method_json is None:
+            method_json = _cache(_METHODS, method, _encode(method))
+        utc, local = self.times.starts(started)
+        return _LINE % (
+            client,
+            user_json,
+            size,
+            status,
+            nanoseconds,
+            origin,
+            nanoseconds,
+            addr,
+            request_bytes,
+            self.count,
+            host_name,
+            method_json,
+            _encode(target.decode("utf-8", "surrogateescape")),
+            host_port,
+            _PROTOCOLS[version == "1.1"],
+            retries,
+            routed,
+            local.encode(),
+            utc.encode(),
+            self.times.rfc3339(now).encode(),
+        )
+
+    def _wanted(self, status: int, retries: int, duration: float) -> bool:
+        if any(low <= status <= high for low, high in self.status_ranges):
+            return True
+        if self.keep_retries and retries > 0:
+            return True
+        return self.min_duration > 0 and duration > self.min_duration
+
+    def fields(self, record: AnyRecord) -> dict[str, Any]:
+        """Traefik's core fields of one request, keys in sorted order (as Go encodes a map).
+
+        Built as one literal, then the absent and dropped ones removed.
+        """
+        (
+            _,
+            started,
+            duration,
+            remote,
+            client_ip,
+            forwarded,
+            user,
+            status,
+            size,
+            url,
+            router,
+            service,
+            host,
+            method,
+            target,
+            version,
+            retries,
+            request_bytes,
+            _,
+        ) = record
+        nanoseconds = int(duration * 1e9)
+        host_text = request_host = request_port = ""
+        if host is not None:
+            host_text = host.decode("latin-1")
+            request_host, request_port = _host_port(host_text)
+        fields: dict[str, Any] = {
+            "ClientAddr": remote,
+            "ClientHost": client_ip if forwarded is None else forwarded,
+            "ClientPort": remote.rpartition(":")[2],
+            "ClientUsername": user or "-",
+            "DownstreamContentSize": size,
+            "DownstreamStatus": status,
+            "Duration": nanoseconds,
+            "OriginContentSize": size,
+            "OriginStatus": status,
+            "Overhead": nanoseconds,
+            "RequestAddr": host_text,
+            "RequestContentSize": request_bytes,
+            "RequestCount": self.count,
+            "RequestHost": request_host,
+            "RequestMethod": method,
+            "RequestPath": target.decode("utf-8", "surrogateescape"),
+            "RequestPort": request_port,
+            "RequestProtocol": "HTTP/1.1" if version == "1.1" else f"HTTP/{version}",
+            "RequestScheme": "http",
+            "RetryAttempts": retries,
+            "RouterName": router,
+            "ServiceAddr": _service_addr(url),
+            "ServiceName": service,
+            "ServiceURL": url,
+            "StartLocal": started,  # formatted by _json / _common
+            "StartUTC": started,
+        }
+        if not url or not status:
+            # No backend answered: Traefik has no origin fields.
+            for name in ("OriginContentSize", "OriginStatus", "ServiceAddr", "ServiceURL"):
+                del fields[name]
+        if not router:
+            del fields["RouterName"], fields["ServiceName"]
+        if host is None:
+            del fields["RequestAddr"], fields["RequestHost"], fields["RequestPort"]
+        for name in self.dropped:
+            fields.pop(name, None)
+        return fields
+
+    def headers(self, request_fields: list[tuple[bytes, bytes, bytes]] | None) -> dict[str, str]:
+        default = self.header_default
+        modes = self.header_modes
+        if not request_fields or (default == "drop" and not modes):
+            return {}
+        out: dict[str, str] = {}
+        for lname, name, value in request_fields:
+            mode = modes.get(lname.decode("latin-1"), default)
+            if mode == "drop":
+                continue
+            key = "request_" + canonical_header(name)
+            if mode == "redact":
+                out[key] = "REDACTED"
+            elif key in out:
+                out[key] += "," + value.decode("latin-1")  # Go joins repeated headers
+            else:
+                out[key] = value.decode("latin-1")
+        return out
+
+    def _json(
+        self, fields: dict[str, Any], headers: dict[str, str], started: float, now: float
+    ) -> bytes:
+        utc, local = self.times.starts(started)
+        if "StartUTC" in fields:
+            fields["StartUTC"] = utc
+        if "StartLocal" in fields:
+            fields["StartLocal"] = local
+        fields["level"] = "info"
+        fields["msg"] = ""
+        if headers:
+            fields.update(sorted(headers.items()))  # request_* sort after msg, before time
+        fields["time"] = self.times.rfc3339(now)
+        return msgspec.json.encode(fields) + b"\n"
+
+    def _common(
+        self, fields: dict[str, Any], headers: dict[str, str], started: float, duration: float
+    ) -> bytes:
+        if "StartUTC" in fields:
+            timestamp = self.times.clf(started, utc=True)
+        elif "StartLocal" in fields:
+            timestamp = self.times.clf(started, utc=False)
+        else:
+            timestamp = "-"
+        get = fields.get
+        line = (
+            f"{_plain(get('ClientHost'))} - {_plain(get('ClientUsername'))} [{timestamp}] "
+            f'"{_plain(get("RequestMethod"))} {_plain(get("RequestPath"))} '
+            f'{_plain(get("RequestProtocol"))}" '
+            f"{_plain(get('OriginStatus'))} {_plain(get('OriginContentSize'))} "
+            f"{_quoted(headers.get('request_Referer'))} "
+            f"{_quoted(headers.get('request_User-Agent'))} "
+            f"{_plain(get('RequestCount'))} {_quoted(get('RouterName'))} "
+            f"{_quoted(get('ServiceURL'))} {int(duration * 1000)}ms\n"
+        )
+        return line.encode("utf-8", "surrogateescape")
+
+
+def _plain(value: object) -> str:
+    return "-" if value is None or value == "" else str(value)
+
+
+def _quoted(value: object) -> str:
+    # Traefik's toLog: strings quoted ("-" when empty), numbers bare.
+    if value is None or value == "":
+        return '"-"'
+    return str(value) if isinstance(value, int) else f'"{value}"'
+
+
+_encode = msgspec.json.encode
+_NO_USER = b'"ClientUsername":"-",'
+_PROTOCOLS = (b'"RequestProtocol":"HTTP/1.0",', b'"RequestProtocol":"HTTP/1.1",')
+# One JSON line of the default fields, keys in Go's order; one % fills it.
+_LINE = (
+    b'%b%b"DownstreamContentSize":%d,"DownstreamStatus":%d,"Duration":%d,%b"Overhead":%d,%b'
+    b'"RequestContentSize":%d,"RequestCount":%d,%b"RequestMethod":%b,"RequestPath":%b,%b%b'
+    b'"RequestScheme":"http","RetryAttempts":%d,%b"StartLocal":"%b","StartUTC":"%b",'
+    b'"level":"info","msg":"","time":"%b"}\n'
+)
+
+# Encoded pieces of JSON lines that repeat, by what they depend on (bounded).
+_CLIENTS: dict[tuple[str, str], bytes] = {}
+_HOSTS: dict[bytes, tuple[bytes, bytes, bytes]] = {}
+_ROUTES: dict[tuple[str, str, str], bytes] = {}
+_METHODS: dict[str, bytes] = {}
+CACHE_LIMIT = 4096
+
+
+def _cache(cache: dict[Any, Any], key: Any, value: Any) -> Any:
+    if len(cache) >= CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+def _client_json(remote: str, host: str) -> bytes:
+    return b'{"ClientAddr":%b,"ClientHost":%b,"ClientPort":%b,' % (
+        _encode(remote),
+        _encode(host),
+        _encode(remote.rpartition(":")[2]),
+    )
+
+
+def _host_json(host: bytes) -> tuple[bytes, bytes, bytes]:
+    text = host.decode("latin-1")
+    name, port = _split_host_port(text)
+    return (
+        b'"RequestAddr":%b,' % _encode(text),
+        b'"RequestHost":%b,' % _encode(name),
+        b'"RequestPort":%b,' % _encode(port),
+    )
+
+
+def _route_json(router: str, service: str, url: str) -> bytes:
+    if not router:
+        return b""
+    if not url:
+        return b'"RouterName":%b,"ServiceName":%b,' % (_encode(router), _encode(service))
+    return b'"RouterName":%b,"ServiceAddr":%b,"ServiceName":%b,"ServiceURL":%b,' % (
+        _encode(router),
+        _encode(_service_addr(url)),
+        _encode(service),
+        _encode(url),
+    )
+
+
+_HOST_PORTS: dict[str, tuple[str, str]] = {}
+_SERVICE_ADDRS: dict[str, str] = {}
+
+
+def _host_port(host: str) -> tuple[str, str]:
+    cached = _HOST_PORTS.get(host)
+    if cached is None:
+        if len(_HOST_PORTS) > 4096:  # Host is the client's: bound the cache
+            _HOST_PORTS.clear()
+        cached = _HOST_PORTS[host] = _split_host_port(host)
+    return cached
+
+
+def _service_addr(url: str) -> str:
+    addr = _SERVICE_ADDRS.get(url)
+    if addr is None:
+        if len(_SERVICE_ADDRS) > 4096:
+            _SERVICE_ADDRS.clear()
+        addr = _SERVICE_ADDRS[url] = url.partition("://")[2].rstrip("/")
+    return addr
+
+
+class Times:
+    """Go's time formats of a Unix time, the part up to the second cached (one per second)."""
+
+    def __init__(self) -> None:
+        self._second: dict[tuple[str, bool], tuple[int, str]] = {}
+        self._starts: tuple[int, str, str, str] = (-1, "", "", "")
+
+    def _cached(self, kind: str, utc: bool, second: int) -> str:
+        key = (kind, utc)
+        hit = self._second.get(key)
+        if hit is not None and hit[0] == second:
+            return hit[1]
+        moment = time.gmtime(second) if utc else time.localtime(second)
+        if kind == "clf":
+            zone = "+0000" if utc else time.strftime("%z", moment)
+            text = (
+                f"{moment.tm_mday:02d}/{_MONTHS[moment.tm_mon - 1]}/{moment.tm_year}:"
+                f"{moment.tm_hour:02d}:{moment.tm_min:02d}:{moment.tm_sec:02d} {zone}"
+            )
+        elif kind == "zone":
+            text = _zone(moment, utc)
+        elif kind == "rfc3339":
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", moment) + _zone(moment, utc)
+        else:  # "base": up to the seconds
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", moment)
+        self._second[key] = (second, text)
+        return text
+
+    def clf(self, when: float, utc: bool) -> str:
+        """``02/Jan/2006:15:04:05 -0700``."""
+        return self._cached("clf", utc, int(when))
+
+    def rfc3339(self, when: float) -> str:
+        return self._cached("rfc3339", False, int(when))
+
+    def starts(self, when: float) -> tuple[str, str]:
+        """(StartUTC, StartLocal) in Go's JSON form: RFC 3339, fraction without trailing zeros."""
+        second = int(when)
+        cached = self._starts
+        if cached[0] != second:
+            utc = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            moment = time.localtime(second)
+            local = time.strftime("%Y-%m-%dT%H:%M:%S", moment)
+            cached = self._starts = (second, utc, local, _zone(moment, False))
+        micro = int((when - second) * 1e6)
+        fraction = f".{micro:06d}".rstrip("0") if micro else ""
+        utc_text = cached[1] + fraction + "Z"
+        if cached[3] == "Z":
+            return utc_text, utc_text  # the usual server: local time is UTC
+        return utc_text, cached[2] + fraction + cached[3]
+
+
+def _zone(moment: time.struct_time, utc: bool) -> str:
+    offset = 0 if utc else moment.tm_gmtoff
+    if not offset:
+        return "Z"
+    sign = "+" if offset > 0 else "-"
+    offset = abs(offset)
+    return f"{sign}{offset // 3600:02d}:{offset % 3600 // 60:02d}"

@@ -1,0 +1,307 @@
+"""The access log's writer process: formats records into lines and writes them.
+
+Theory of operation
+-------------------
+A line costs the proxy's event loop a few microseconds to format, and under
+load that is a sizeable share of a request (PERFORMANCE.md). So the proxy
+only builds a compact record per request (``accesslines.http_record``) and
+sends batches of them, ``marshal``-ed, through a pipe to this process, which
+formats them with the same ``LineFormatter`` and writes whole lines to the file
+(``O_APPEND``, one ``write`` per batch, so no line is ever torn). The work then
+runs on another core, as Traefik's log writer runs in its own goroutine.
+
+The pipe carries frames: a 4-byte big-endian length, then a marshal-ed list of
+records. A ``REOPEN`` record makes the writer reopen ``filePath`` after writing
+every line before it (SIGUSR1 in the proxy: log rotation), so no line is lost
+or written to the wrong file. End of file on the pipe (the proxy closed it, or
+died) makes the writer write what it holds and exit.
+
+The writer ignores SIGINT and SIGTERM: a Ctrl-C or a service manager signals
+the whole process group, and the proxy's last lines must still be written; the
+proxy closes the pipe once it has stopped, and the writer follows.
+
+``Writer`` is the proxy's side: it starts the process, sends frames without
+ever blocking the loop (a backlog drained when the pipe is writable, bounded),
+and starts a new writer if one exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import marshal
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING
+
+import msgspec
+
+if TYPE_CHECKING:
+    from proxy.config.static import AccessLog as AccessLogConfig
+    from proxy.observability.accesslines import AnyRecord
+
+log = logging.getLogger("turnout")
+
+# Frames waiting for the pipe beyond this are dropped (and counted): a writer
+# that cannot keep up must not make the proxy's memory grow without bound.
+MAX_BACKLOG = 64 * 1024 * 1024
+# A writer that exits is replaced at most this often.
+RESPAWN_INTERVAL = 1.0
+
+
+def open_log(path: str) -> int:
+    """``filePath`` opened for appending (its folder created), or stdout. Raises OSError."""
+    if not path:
+        return 1
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, mode=0o755, exist_ok=True)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o664)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write ``data`` whole (a log line is never torn), waiting on a full non-blocking fd."""
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except InterruptedError:
+            continue
+        except BlockingIOError:
+            time.sleep(0.001)  # stdout as a non-blocking pipe that is full
+            continue
+        except OSError as error:
+            if error.errno != errno.EINTR:
+                print(
+                    f"turnout accessLog: write failed: {error}; {len(view)} bytes lost",
+                    file=sys.stderr,
+                )
+                return
+            continue
+        view = view[written:]
+
+
+class Writer:
+    """The proxy's end of the pipe to a writer process."""
+
+    def __init__(self, config: AccessLogConfig, fd: int) -> None:
+        # Durations (minDuration) travel as seconds.
+        self.config_json = msgspec.json.encode(config, enc_hook=float).decode()
+        self.path = config.file_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self.pipe = -1
+        self.backlog: list[tuple[bytes, int]] = []  # (frame or its rest, records in it)
+        self.backlog_size = 0
+        self.dropped = 0  # records dropped: backlog full, or in flight when a writer died
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._last_spawn = 0.0
+        self._spawn(fd)
+
+    def _spawn(self, fd: int) -> None:
+        """Start a writer on ``fd`` (-1: it opens ``filePath`` itself)."""
+        read, write = os.pipe()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "proxy.observability.logwriter", self.config_json, str(fd)],
+                stdin=read,
+                pass_fds=(fd,) if fd > 2 else (),
+                close_fds=True,
+            )
+        except BaseException:
+            os.close(write)
+            raise
+        finally:
+            os.close(read)
+        os.set_blocking(write, False)
+        self.pipe = write
+        self._last_spawn = time.monotonic()
+        log.debug("accessLog: writer process %d started", self.process.pid)
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def send(self, records: list[AnyRecord]) -> None:
+        data = marshal.dumps(records)
+        frame = len(data).to_bytes(4, "big") + data
+        if self.backlog:
+            self._queue(frame, len(records))
+            return
+        try:
+            written = os.write(self.pipe, frame)
+        except BlockingIOError:
+            written = 0
+        except OSError:  # EPIPE: the writer is gone
+            self.dropped += len(records)
+            self.check()
+            return
+        if written < len(frame):
+            self._queue(frame[written:], len(records))
+
+    def _queue(self, frame: bytes, count: int) -> None:
+        if self.backlog_size + len(frame) > MAX_BACKLOG:
+            self.dropped += count
+            return
+        if not self.backlog and self._loop is not None:
+            self._loop.add_writer(self.pipe, self._drain)
+        self.backlog.append((frame, count))
+        self.backlog_size += len(frame)
+
+    def _drain(self) -> None:
+        while self.backlog:
+            frame, count = self.backlog[0]
+            try:
+                written = os.write(self.pipe, frame)
+            except BlockingIOError:
+                return
+            except OSError:  # the writer is gone with what it had not read
+                self.dropped += sum(count for _, count in self._forget_backlog())
+                self.check()
+                return
+            self.backlog_size -= written
+            if written < len(frame):
+                self.backlog[0] = (frame[written:], count)
+                return
+            self.backlog.pop(0)
+        if self._loop is not None:
+            self._loop.remove_writer(self.pipe)
+
+    def _forget_backlog(self) -> list[tuple[bytes, int]]:
+        """Stop draining; the frames that were waiting."""
+        backlog = self.backlog
+        if backlog and self._loop is not None:
+            self._loop.remove_writer(self.pipe)
+        self.backlog = []
+        self.backlog_size = 0
+        return backlog
+
+    def check(self) -> None:
+        """On the tick: report dropped records, and replace a writer that exited."""
+        if self.dropped:
+            log.error(
+                "accessLog: %d lines lost (the writer process was gone or behind)", self.dropped
+            )
+            self.dropped = 0
+        process = self.process
+        if process is None or process.poll() is None:
+            return
+        if time.monotonic() - self._last_spawn < RESPAWN_INTERVAL:
+            return
+        log.error(
+            "accessLog: the writer process %d exited with status %s; starting another",
+            process.pid,
+            process.returncode,
+        )
+        self._forget_backlog()
+        os.close(self.pipe)
+        self.pipe = -1
+        self.process = None
+        try:
+            self._spawn(-1)
+        except OSError as error:
+            log.error("accessLog: cannot start a writer process: %s", error)
+
+    def reopen(self) -> None:
+        self.send([(2,)])  # REOPEN, after every record before it
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Hand over what is queued, close the pipe, and wait for the writer to finish."""
+        if self.pipe >= 0:
+            backlog = self._forget_backlog()
+            os.set_blocking(self.pipe, True)
+            try:
+                for frame, _ in backlog:
+                    os.write(self.pipe, frame)
+            except OSError:
+                pass
+            os.close(self.pipe)
+            self.pipe = -1
+        process = self.process
+        self.process = None
+        if process is None:
+            return
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.error("accessLog: the writer process %d did not finish; killed", process.pid)
+            process.kill()
+            process.wait()
+
+
+def serve(config: AccessLogConfig, fd: int, source: int = 0) -> None:
+    """The writer's loop: frames from ``source`` until end of file, lines to ``fd``."""
+    from proxy.observability.accesslines import REOPEN, LineFormatter
+
+    formatter = LineFormatter(config)
+    if fd < 0:
+        fd = open_log(config.file_path)
+    buffer = bytearray()
+    line = formatter.line
+    while True:
+        try:
+            chunk = os.read(source, 1 << 20)
+        except InterruptedError:
+            continue
+        if not chunk:
+            break
+        buffer += chunk
+        start = 0
+        out: list[bytes] = []
+        while len(buffer) - start >= 4:
+            size = int.from_bytes(buffer[start : start + 4], "big")
+            if len(buffer) - start - 4 < size:
+                break
+            records = marshal.loads(buffer[start + 4 : start + 4 + size])
+            start += 4 + size
+            for record in records:
+                if record[0] == REOPEN:
+                    write_all(fd, b"".join(out))
+                    out = []
+                    fd = _reopen(fd, config.file_path)
+                    continue
+                try:
+                    text = line(record)
+                except Exception as error:  # one odd request must not cost the others
+                    print(
+                        f"turnout accessLog: formatting a line failed: {error!r}", file=sys.stderr
+                    )
+                    continue
+                if text is not None:
+                    out.append(text)
+        del buffer[:start]
+        if out:
+            write_all(fd, b"".join(out))
+
+
+def _reopen(fd: int, path: str) -> int:
+    if not path:
+        return fd
+    try:
+        new = open_log(path)
+    except OSError as error:
+        print(
+            f"turnout accessLog: cannot reopen {path}: {error}; writing the old file",
+            file=sys.stderr,
+        )
+        return fd
+    if fd > 2:
+        os.close(fd)
+    return new
+
+
+def main(argv: list[str]) -> int:
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
+        signal.signal(signum, signal.SIG_IGN)
+    from proxy.config.durations import dec_hook
+    from proxy.config.static import AccessLog as AccessLogConfig
+
+    config = msgspec.json.decode(argv[0], type=AccessLogConfig, dec_hook=dec_hook)
+    serve(config, int(argv[1]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
