@@ -404,18 +404,19 @@ class Aggregator:
 def change_summary(before: Snapshot, after: Snapshot) -> str:
     """The one line a reload logs: counts, and the names of what changed.
 
-    ``12 routers (+2 added: a@file, b@file; -1 removed: c@redis; ~0 changed),
-    1 service changed``; past ``SUMMARY_NAMES`` names a kind says ``...``.
+    ``12 routers (+2 added: a@file, tcp:db@file; -1 removed: c@redis; ~0 changed),
+    1 service changed``: HTTP, TCP and UDP routers and services together, TCP
+    and UDP names marked ``tcp:``/``udp:``; past ``SUMMARY_NAMES`` names a kind
+    says ``...``.
     """
-    old, new = before.router_configs, after.router_configs
+    old, new = _all_routers(before), _all_routers(after)
     added = [name for name in new if name not in old]
     removed = [name for name in old if name not in new]
     changed = [name for name, router in new.items() if name in old and old[name] != router]
+    old_services, new_services = _all_services(before), _all_services(after)
     services_changed = sum(
-        1
-        for name, service in after.service_configs.items()
-        if before.service_configs.get(name) != service
-    ) + sum(1 for name in before.service_configs if name not in after.service_configs)
+        1 for name, service in new_services.items() if old_services.get(name) != service
+    ) + sum(1 for name in old_services if name not in new_services)
     noun = "router" if len(new) == 1 else "routers"
     parts = "; ".join(
         _named(sign, names, verb)
@@ -429,6 +430,22 @@ def change_summary(before: Snapshot, after: Snapshot) -> str:
         f"{len(new)} {noun} ({parts}), "
         f"{services_changed} service{'' if services_changed == 1 else 's'} changed"
     )
+
+
+def _all_routers(snapshot: Snapshot) -> dict[str, object]:
+    return {
+        **snapshot.router_configs,
+        **{f"tcp:{name}": router for name, router in snapshot.tcp.router_configs.items()},
+        **{f"udp:{name}": router for name, router in snapshot.udp.router_configs.items()},
+    }
+
+
+def _all_services(snapshot: Snapshot) -> dict[str, object]:
+    return {
+        **snapshot.service_configs,
+        **{f"tcp:{name}": service for name, service in snapshot.tcp.service_configs.items()},
+        **{f"udp:{name}": service for name, service in snapshot.udp.service_configs.items()},
+    }
 
 
 # A reload of a thousand routers must still log one readable line.

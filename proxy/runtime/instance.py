@@ -253,7 +253,11 @@ class Instance:
                 log.info(
                     "entryPoint %s listening on %s%s", name, _format_address(host, port), udp_suffix
                 )
-        count = len(snapshot.routers) + len(snapshot.udp.router_configs)
+        count = (
+            len(snapshot.router_configs)
+            + len(snapshot.tcp.router_configs)
+            + len(snapshot.udp.router_configs)
+        )
         log.info("configuration loaded: %d router%s", count, "" if count == 1 else "s")
         if metrics is not None and metrics.stats_d is not None:
             self.statsd = StatsdPusher(metrics.stats_d, REGISTRY)

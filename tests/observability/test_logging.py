@@ -80,6 +80,22 @@ def test_one_summary_line_per_change_names_what_changed(backend, turnout):
     assert proxy.wait(15) == 0
 
 
+def test_tcp_routers_and_services_are_in_the_summary(backend, turnout):
+    server = backend()
+    proxy = turnout(dynamic_for(server.url))
+    tcp = (
+        '[tcp.routers.db]\nentryPoints = ["web"]\nrule = "HostSNI(`*`)"\nservice = "db"\n'
+        '[[tcp.services.db.loadBalancer.servers]]\naddress = "127.0.0.1:1"\n'
+    )
+    proxy.dynamic_path.write_text(dynamic_for(server.url) + tcp)
+    assert wait_until(lambda: "configuration applied" in proxy.stderr(), 5)
+    [line] = [line for line in proxy.stderr().splitlines() if "configuration applied" in line]
+    assert line.endswith(
+        "INF configuration applied: 2 routers (+1 added: tcp:db@file; "
+        "-0 removed; ~0 changed), 1 service changed"
+    ), line
+
+
 def test_a_bad_log_format_is_refused(tmp_path):
     static = tmp_path / "static.toml"
     static.write_text('[entryPoints.web]\naddress = "127.0.0.1:0"\n[log]\nformat = "xml"\n')
