@@ -39,8 +39,6 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from proxy.observability.settings import status_range
-
 if TYPE_CHECKING:
     from proxy.config.static import AccessLog as AccessLogConfig
     from proxy.http.exchange import Exchange
@@ -150,6 +148,18 @@ def tcp_record(front: Any, started: float, ended: float, offset: float) -> AnyRe
         server.address if server is not None else None,
         getattr(front.target.service, "name", ""),
     )
+
+
+def status_range(text: str) -> tuple[int, int] | None:
+    """Traefik's ``statusCodes`` entry: ``404`` or ``500-599``."""
+    low, sep, high = text.strip().partition("-")
+    if not low.strip().isdigit() or (sep and not high.strip().isdigit()):
+        return None
+    first = int(low)
+    last = int(high) if sep else first
+    if not 100 <= first <= last <= 599:
+        return None
+    return first, last
 
 
 def canonical_header(name: bytes) -> str:

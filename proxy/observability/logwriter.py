@@ -27,7 +27,6 @@ and starts a new writer if one exits.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import logging
 import marshal
@@ -41,6 +40,8 @@ from typing import TYPE_CHECKING
 import msgspec
 
 if TYPE_CHECKING:
+    import asyncio
+
     from proxy.config.static import AccessLog as AccessLogConfig
     from proxy.observability.accesslines import AnyRecord
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from proxy.config.load import ConfigIssue
 from proxy.config.static import StaticConfig
 from proxy.observability import statsd
+from proxy.observability.accesslines import status_range as _status_range
 
 FORMATS = ("common", "json")
 FIELD_MODES = ("keep", "drop", "redact")
@@ -71,18 +72,3 @@ def _modes(issue, path: str, default: str, names: dict[str, str]) -> None:  # ty
     for name, mode in names.items():
         if mode.lower() not in FIELD_MODES:
             issue(f"{path}.names.{name}", f"expected keep, drop or redact, got {mode!r}")
-
-
-def _status_range(text: str) -> tuple[int, int] | None:
-    """Traefik's ``statusCodes`` entry: ``404`` or ``500-599``."""
-    low, sep, high = text.strip().partition("-")
-    if not low.strip().isdigit() or (sep and not high.strip().isdigit()):
-        return None
-    first = int(low)
-    last = int(high) if sep else first
-    if not 100 <= first <= last <= 599:
-        return None
-    return first, last
-
-
-status_range = _status_range
