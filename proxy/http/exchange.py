@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote_to_bytes
 
-from proxy.http.errors import BadGateway, GatewayTimeout, HttpError
+from proxy.http.errors import BadGateway, GatewayTimeout, HttpError, error_response
 from proxy.http.headers import CRLF, LAST_CHUNK, STATUS_LINES, chunk_size_line, has_ctl, is_token
 from proxy.http.resolver import ResolveError
 from proxy.middlewares.chain import apply_response, run_request, upstream_error
@@ -674,8 +674,28 @@ class Exchange:
     def response_aborted(self) -> None:
         """The backend died mid-response: the client must see a truncated message."""
         self.upstream = None
+        held = self.held_head
+        if held is not None and held[0].hold is not None:
+            self._hold_aborted()
+            return
         self.response_state = 2
         self.conn.abort()
+
+    def _hold_aborted(self) -> None:
+        """The backend died in the middle of a body buffering held: nothing was sent yet.
+
+        Traefik's proxy panics on the failed copy, the panic crosses the buffer
+        and its recovery handler, outside every middleware, writes a whole 500
+        (the backend's head never reached the client): so does Turnout.
+        """
+        self.held_head = None
+        self.framing = FRAME_NONE
+        self.status = 500
+        self.response_state = 2
+        conn = self.conn
+        close = not self.keep_alive or not self.request_done or conn.closing
+        conn.write(error_response(500, close))
+        conn.exchange_done(self, close=close)
 
     def upgraded(self, upstream: UpstreamConnection, head: bytes, rest: bytes) -> None:
         self.response_state = 2

@@ -21,6 +21,9 @@ through the middlewares outside this one: on its first bytes when its
 Content-Length says so, else as soon as the held bytes pass it (the backend
 connection is closed then, the rest is not read). A filter of a
 middleware outside this one (compress) still streams what it rewrites.
+A backend that dies in the middle of a held body: nothing was sent, so the
+client gets a whole 500 (``Exchange._hold_aborted``), as Traefik's recovery
+handler answers the panic of its proxy's failed copy.
 
 ``retryExpression`` (oxy's predicate, see ``proxy.middlewares.retry_expression``)
 is evaluated on every answer of the backend (``ResponseCode()`` its status)

@@ -82,13 +82,22 @@ retryExpression = "ResponseCode() == 503 && Attempts() < 3"
 
 @pytest.fixture(scope="module")
 def proxy(
-    app: Backend, flaky: Backend, slow: Backend, module_proxy: Callable[..., Turnout]
+    app: Backend,
+    flaky: Backend,
+    slow: Backend,
+    dying: Backend,
+    module_proxy: Callable[..., Turnout],
 ) -> Turnout:
     routers = host_router("limited", ["limited"]) + host_router("spill", ["spill"])
     routers += host_router("status", ["status"]) + host_router("outer", ["tagged", "limited"])
     routers += host_router("retrying", ["retrying"]).replace('service = "app"', 'service = "flaky"')
     routers += host_router("slow", ["spill"]).replace('service = "app"', 'service = "slow"')
+    routers += host_router("dying", ["tagged", "spill"]).replace(
+        'service = "app"', 'service = "dying"'
+    )
+    routers += host_router("unbuffered", ["tagged"]).replace('service = "app"', 'service = "dying"')
     services = service(app.url) + service(flaky.url, "flaky") + service(slow.url, "slow")
+    services += service(dying.url, "dying")
     proxy = module_proxy(MIDDLEWARES + routers + services)
     BASELINE[proxy.port] = proxy.stats()
     return proxy
@@ -117,6 +126,25 @@ async def slow_handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 @pytest.fixture(scope="module")
 def slow() -> Iterator[Backend]:
     server = Backend(raw=slow_handle).start()
+    yield server
+    server.stop()
+
+
+async def dying_handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Announces 5000 bytes (or chunks), sends 3000, then closes: a backend dying mid-body."""
+    head, _ = await read_request(reader)
+    if head.startswith(b"GET /chunked "):
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        writer.write(chunk(b"a" * 3000) + b"1388\r\n" + b"b" * 100)  # 5000 announced, 100 sent
+    else:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + b"a" * 3000)
+    await writer.drain()
+    writer.close()
+
+
+@pytest.fixture(scope="module")
+def dying() -> Iterator[Backend]:
+    server = Backend(raw=dying_handle).start()
     yield server
     server.stop()
 
@@ -412,6 +440,32 @@ def test_the_500_passes_through_the_middlewares_outside(proxy: Turnout) -> None:
             assert response.header("Content-Length") == "21"
             sock.sendall(b"GET / HTTP/1.1\r\nHost: outer.test\r\n\r\n")  # still usable
             assert ResponseReader(sock).read().status == 200
+
+
+@pytest.mark.parametrize("target", ["/length", "/chunked"])
+def test_a_backend_dying_mid_held_body_is_a_500(proxy: Turnout, target: str) -> None:
+    files = len(spool_files(proxy))
+    with connect(proxy.port) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: dying.test\r\n\r\n".encode())
+        response = ResponseReader(sock).read()
+        # Nothing of the held response was sent: a whole 500, as Traefik's recovery
+        # handler writes it, outside every middleware (headers did not see it).
+        assert (response.status, response.body) == (500, b"Internal Server Error\n")
+        assert response.header("Content-Length") == "22"
+        assert response.header("Content-Type") == "text/plain; charset=utf-8"
+        assert response.header("X-Outer") is None
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: spill.test\r\n\r\n")  # still usable
+        assert ResponseReader(sock).read().status == 200
+    assert wait_until(lambda: len(spool_files(proxy)) == files, 3)  # the held file went
+
+
+def test_without_buffering_a_backend_dying_mid_body_cuts_the_client(proxy: Turnout) -> None:
+    with connect(proxy.port) as sock:
+        sock.sendall(b"GET /length HTTP/1.1\r\nHost: unbuffered.test\r\n\r\n")
+        closed, data = wait_closed(sock)
+    assert closed  # the head went out at once: the client can only see the cut
+    assert b"500" not in data.split(b"\r\n", 1)[0]
+    assert len(data.partition(b"\r\n\r\n")[2]) < 5000
 
 
 def test_a_client_leaving_a_held_response_leaks_nothing(proxy: Turnout) -> None:
