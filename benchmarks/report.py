@@ -120,6 +120,9 @@ def scenario_table(sc: dict[str, Any]) -> str:
                 f"p99 {_f(r['p99'], '.2f')}x",
                 f"RSS {_f(r['peak_rss'], '.2f')}x",
             ]
+            paired = _paired(sc, "turnout", peer)
+            if paired is not None:
+                parts.append(f"req/s per-repetition median {paired:.2f}x")
             out.append(f"  vs {peer:<8} " + ", ".join(parts))
     if notes:
         out.append("notes:")
@@ -138,6 +141,31 @@ VARIANTS = (
 )
 
 
+def _rates(target: dict[str, Any]) -> dict[int, float]:
+    return {
+        r["repetition"]: r["load"]["requests_per_s"]
+        for r in target.get("runs", [])
+        if r.get("load") and not r.get("error") and r["load"].get("requests_per_s")
+    }
+
+
+def _pairs(sc: dict[str, Any], a: str, b: str) -> list[float]:
+    """Sorted ratios a / b of the runs of one repetition (run back to back)."""
+    ta, tb = sc["targets"].get(a), sc["targets"].get(b)
+    if not ta or not tb:
+        return []
+    ra, rb = _rates(ta), _rates(tb)
+    return sorted(ra[i] / rb[i] for i in ra.keys() & rb.keys())
+
+
+def _paired(sc: dict[str, Any], a: str, b: str) -> float | None:
+    pairs = _pairs(sc, a, b)
+    if not pairs:
+        return None
+    mid = len(pairs) // 2
+    return pairs[mid] if len(pairs) % 2 else (pairs[mid - 1] + pairs[mid]) / 2
+
+
 def _variant_ratio(sc: dict[str, Any], variant: str, base: str) -> str | None:
     """Ratio of medians, and the median of per-repetition ratios.
 
@@ -149,26 +177,14 @@ def _variant_ratio(sc: dict[str, Any], variant: str, base: str) -> str | None:
     a, b = targets.get(variant), targets.get(base)
     if not a or not b:
         return None
-    ma, mb = (
-        (a.get("median") or {}).get("requests_per_s"),
-        (b.get("median") or {}).get("requests_per_s"),
-    )
+    ma = (a.get("median") or {}).get("requests_per_s")
+    mb = (b.get("median") or {}).get("requests_per_s")
     if not ma or not mb:
         return None
-
-    def rates(t: dict[str, Any]) -> dict[int, float]:
-        return {
-            r["repetition"]: r["load"]["requests_per_s"]
-            for r in t.get("runs", [])
-            if r.get("load") and not r.get("error") and r["load"].get("requests_per_s")
-        }
-
-    ra, rb = rates(a), rates(b)
-    pairs = sorted(ra[i] / rb[i] for i in ra.keys() & rb.keys())
     text = f"{ma / mb:.2f}x"
-    if pairs:
-        mid = len(pairs) // 2
-        paired = pairs[mid] if len(pairs) % 2 else (pairs[mid - 1] + pairs[mid]) / 2
+    pairs = _pairs(sc, variant, base)
+    paired = _paired(sc, variant, base)
+    if paired is not None:
         text += f" (per-repetition ratios: median {paired:.2f}x, {pairs[0]:.2f}-{pairs[-1]:.2f})"
     return text
 
