@@ -624,6 +624,9 @@ class Exchange:
             upstream.pool.release(upstream, conn.clock.now)
         else:
             upstream.close()
+        if not hold.finish():
+            self._hold_overflow(hold)  # a filter inside buffering wrote past its maximum
+            return
         if head.sniff is not None:
             head.sniff(head, hold.first(head.sniff_size))
         head.remove("Content-Length")

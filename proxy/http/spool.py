@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from proxy.http.exchange import Exchange
     from proxy.http.upstream import UpstreamConnection
+    from proxy.middlewares.base import BodyFilter
 
 READ_SIZE = 256 * 1024
 # Past this many bytes waiting in the upstream transport, the pump waits.
@@ -114,9 +115,29 @@ class ResponseSpool:
     nothing more is kept, and the engine calls ``overflow``. ``send`` hands
     the body to ``ex.response_body`` at the pace the client takes it, then
     calls ``done``.
+
+    What a middleware inside the buffering does to the body happens before it
+    is held, as it writes into oxy's buffer: ``filter`` rewrites every write
+    (compress), and ``sniff`` (compress waiting for ``minResponseBodyBytes``)
+    sees the first ``sniff_size`` bytes, which wait unheld until it has
+    decided, and may set ``filter``. ``finish`` ends both once the backend's
+    body is whole: what is held then is what the client gets, its length known.
     """
 
-    __slots__ = ("file", "limit", "memory", "memory_limit", "overflow", "size", "task")
+    __slots__ = (
+        "file",
+        "filter",
+        "first_parts",
+        "first_size",
+        "limit",
+        "memory",
+        "memory_limit",
+        "overflow",
+        "size",
+        "sniff",
+        "sniff_size",
+        "task",
+    )
 
     def __init__(self, memory_limit: int, limit: int, overflow: Callable[[Exchange], None]) -> None:
         self.memory_limit = memory_limit
@@ -126,8 +147,44 @@ class ResponseSpool:
         self.file: IO[bytes] | None = None
         self.size = 0
         self.task: asyncio.Future[None] | None = None
+        self.filter: BodyFilter | None = None
+        self.sniff: Callable[[bytes], None] | None = None
+        self.sniff_size = 0
+        self.first_parts: list[bytes] = []  # the body's start, while ``sniff`` waits for it
+        self.first_size = 0
 
     def write(self, data: bytes) -> bool:
+        if self.sniff is not None:
+            self.first_parts.append(data)
+            self.first_size += len(data)
+            if self.first_size < self.sniff_size:
+                return True  # bounded: sniff_size plus one read
+            data = self._decide()
+        if self.filter is not None:
+            data = self.filter.feed(data)
+        return self._hold(data)
+
+    def _decide(self) -> bytes:
+        sniff = self.sniff
+        assert sniff is not None
+        self.sniff = None
+        first = b"".join(self.first_parts)
+        self.first_parts = []
+        sniff(first)
+        return first
+
+    def finish(self) -> bool:
+        """The backend's body is whole: a waiting ``sniff`` decides, ``filter`` ends."""
+        kept = True
+        if self.sniff is not None:
+            data = self._decide()
+            kept = self._hold(self.filter.feed(data) if self.filter is not None else data)
+        if self.filter is not None and kept:
+            kept = self._hold(self.filter.finish())
+        self.filter = None
+        return kept
+
+    def _hold(self, data: bytes) -> bool:
         self.size += len(data)
         if self.limit and self.size > self.limit:
             self.close()  # the answer is a 500: nothing of this body is needed
@@ -190,3 +247,6 @@ class ResponseSpool:
             self.file.close()
             self.file = None
         self.memory = []
+        self.filter = None
+        self.sniff = None
+        self.first_parts = []

@@ -20,7 +20,10 @@ A response over ``maxResponseBodyBytes`` (0: no limit) becomes a 500, passed
 through the middlewares outside this one: on its first bytes when its
 Content-Length says so, else as soon as the held bytes pass it (the backend
 connection is closed then, the rest is not read). A filter of a
-middleware outside this one (compress) still streams what it rewrites.
+middleware outside this one (compress) still streams what it rewrites; one
+inside it rewrites the body as it is held, so the client gets the rewritten
+body with its Content-Length and the maximum bounds what the filter wrote, as
+Traefik's buffer holds what the middlewares inside it write.
 A backend that dies in the middle of a held body: nothing was sent, so the
 client gets a whole 500 (``Exchange._hold_aborted``), as Traefik's recovery
 handler answers the panic of its proxy's failed copy.
@@ -85,6 +88,33 @@ def payload(ex: Exchange) -> bytes:
     if not pending:
         return b""
     return b"".join(pending[1::3] if ex.chunked else pending)
+
+
+def inner(ex: Exchange, head: ResponseHead, hold: ResponseSpool) -> None:
+    """What the middlewares inside this one did to the response applies before it is held.
+
+    Responders run innermost first: a filter or sniff on ``head`` now is an
+    inner middleware's (compress inside buffering). In Traefik it writes
+    into the buffer, so what is held, bounded and sent with a Content-Length
+    is its output; the middlewares outside see the head once it is whole.
+    """
+    hold.filter, head.body_filter = head.body_filter, None
+    sniff = head.sniff
+    if sniff is None:
+        return
+    head.sniff, hold.sniff_size = None, head.sniff_size
+    head.sniff_size, head.sniff_hold = 1, False
+
+    def decide(first: bytes) -> None:
+        # compress names its filter on the exchange: taken for the hold, and an
+        # outer middleware's filter (set on the exchange already) left in place.
+        outer, ex.body_filter = ex.body_filter, None
+        sniff(head, first)
+        if ex.body_filter is not None:
+            hold.filter = ex.body_filter
+        ex.body_filter = outer
+
+    hold.sniff = decide
 
 
 class BufferingHandler(Handler):
@@ -155,7 +185,8 @@ class BufferingHandler(Handler):
     def on_response(self, ex: Exchange, head: ResponseHead) -> None:
         if ex.upstream is None or head.hold is not None:
             return  # a middleware's or the engine's answer (whole already), or held inside
-        length = head.get("Content-Length")
+        # An inner filter (compress) rewrites the body: the backend's length is not what is held.
+        length = head.get("Content-Length") if head.body_filter is None else None
         too_large = (
             self.max_response and length and length.isdigit() and int(length) > self.max_response
         )
@@ -167,6 +198,8 @@ class BufferingHandler(Handler):
         # Known too large: refused at its first bytes, its connection closed.
         limit = -1 if too_large else self.max_response
         hold = ResponseSpool(self.mem_response, limit, self._too_large)
+        if head.body_filter is not None or head.sniff is not None:
+            inner(ex, head, hold)
         head.hold = hold
         self.holds[ex] = hold
 

@@ -240,8 +240,10 @@ class CompressHandler(Handler):
         head.body_filter = FILTERS[encoding]()
 
     def _decide(self, ex: Exchange, encoding: str, head: ResponseHead, first: bytes) -> None:
-        if len(first) < self.min_size:
-            return  # ended (or stalled) below the minimum: sent as it is
+        if len(first) < self.min_size or head.get("Content-Encoding"):
+            # Ended (or stalled) below the minimum: sent as it is; or a compress
+            # inside a buffering encoded it meanwhile (Traefik checks at write time).
+            return
         content_type = head.get("Content-Type")  # an inner contentType may have set it
         if content_type is not None:
             excluded, included = self._classify(content_type.encode("latin-1"))

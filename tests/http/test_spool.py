@@ -1,4 +1,4 @@
-"""BodySpool: a held request body in memory, then in a temporary file (buffering).
+"""BodySpool and ResponseSpool: bodies held in memory, then in a temporary file (buffering).
 
 Its pump to a backend is exercised through a real turnout in
 tests/middlewares/test_buffering.py; here, what it holds and how it counts.
@@ -6,8 +6,11 @@ tests/middlewares/test_buffering.py; here, what it holds and how it counts.
 
 from __future__ import annotations
 
+import zlib
+
 from proxy.http.headers import CRLF, LAST_CHUNK, chunk_size_line
-from proxy.http.spool import BodySpool
+from proxy.http.spool import BodySpool, ResponseSpool
+from proxy.middlewares.compress import GzipFilter
 
 
 def chunked_writes(*pieces: bytes) -> list[bytes]:
@@ -52,4 +55,28 @@ def test_a_chunked_body_is_held_without_its_framing() -> None:
     spool.file.seek(0)
     assert spool.file.read() == b"".join(pieces)  # sent upstream with a Content-Length
     assert spool.read_payload() == b"".join(pieces)
+    spool.close()
+
+
+def test_a_response_filter_inside_buffering_rewrites_what_is_held() -> None:
+    spool = ResponseSpool(10, 0, lambda ex: None)
+    spool.filter = GzipFilter()
+    chosen: list[bytes] = []
+    spool.sniff, spool.sniff_size = chosen.append, 8
+    assert spool.write(b"abcd")  # below sniff_size: waits, nothing held yet
+    assert (chosen, spool.size) == ([], 0)
+    assert spool.write(b"efgh" * 10)
+    assert chosen == [b"abcd" + b"efgh" * 10]  # decided on the first bytes, once
+    assert spool.finish()
+    held = spool.first(1 << 20)
+    assert spool.size == len(held) and spool.file is not None  # past 10 bytes: in the file
+    assert zlib.decompress(held, 31) == b"abcd" + b"efgh" * 10
+    spool.close()
+
+
+def test_the_maximum_bounds_the_filtered_bytes() -> None:
+    spool = ResponseSpool(1 << 20, 30, lambda ex: None)
+    spool.filter = GzipFilter()
+    assert spool.write(b"x" * 1000)  # compresses below 30 bytes
+    assert not spool.finish()  # the gzip trailer passes the maximum
     spool.close()

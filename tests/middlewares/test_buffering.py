@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from tests.integration.conftest import assert_back_to_baseline
 from tests.integration.harness import (
     Backend,
     Received,
+    Response,
     ResponseReader,
     Turnout,
     connect,
@@ -38,6 +41,8 @@ def chunked(*parts: bytes) -> bytes:
     return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body + b"0\r\n\r\n"
 
 
+TEXT = b"".join(b"line %d of a compressible body\n" % n for n in range(200))  # ~6 KB
+NOISE = random.Random(6).randbytes(20_000)  # does not compress: past every limit here
 TRIES: dict[str, int] = {}  # tries seen per /unavailable-N target
 
 
@@ -52,6 +57,12 @@ def respond(received: Received) -> bytes:
         return ok_response(b"x" * 5000)
     if received.target == "/big-chunked":
         return chunked(b"x" * 2500, b"y" * 2500)
+    if received.target == "/noise":
+        return ok_response(NOISE)
+    if received.target == "/noise-chunked":
+        return chunked(NOISE[:5000], NOISE[5000:])
+    if received.target == "/text-chunked":
+        return chunked(TEXT[:3000], TEXT[3000:])
     if received.target == "/fits-chunked":
         return chunked(b"x" * 2000, b"y" * 2000)  # exactly maxResponseBodyBytes
     return ok_response(b"got %d" % len(received.body))
@@ -75,6 +86,9 @@ memResponseBodyBytes = 1000
 retryExpression = "IsNetworkError() && Attempts() < 3"
 [http.middlewares.tagged.headers.customResponseHeaders]
 X-Outer = "seen"
+[http.middlewares.squeeze.compress]
+encodings = ["gzip"]
+[http.middlewares.squeeze2.compress]
 [http.middlewares.status.buffering]
 retryExpression = "ResponseCode() == 503 && Attempts() < 3"
 """
@@ -96,6 +110,11 @@ def proxy(
         'service = "app"', 'service = "dying"'
     )
     routers += host_router("unbuffered", ["tagged"]).replace('service = "app"', 'service = "dying"')
+    # compress inside buffering (listed after it), and outside.
+    routers += host_router("inside", ["spill", "squeeze"])
+    routers += host_router("outside", ["squeeze", "spill"])
+    routers += host_router("bounded", ["limited", "squeeze"])
+    routers += host_router("twice", ["squeeze2", "spill", "squeeze"])
     services = service(app.url) + service(flaky.url, "flaky") + service(slow.url, "slow")
     services += service(dying.url, "dying")
     proxy = module_proxy(MIDDLEWARES + routers + services)
@@ -466,6 +485,68 @@ def test_without_buffering_a_backend_dying_mid_body_cuts_the_client(proxy: Turno
     assert closed  # the head went out at once: the client can only see the cut
     assert b"500" not in data.split(b"\r\n", 1)[0]
     assert len(data.partition(b"\r\n\r\n")[2]) < 5000
+
+
+def gzip_get(proxy: Turnout, target: str, host: str) -> Response:
+    with connect(proxy.port) as sock:
+        sock.sendall(
+            f"GET {target} HTTP/1.1\r\nHost: {host}\r\nAccept-Encoding: gzip\r\n\r\n".encode()
+        )
+        response = ResponseReader(sock).read()
+        # The framing was right: the connection goes on.
+        sock.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        assert ResponseReader(sock).read().status == 200
+    return response
+
+
+@pytest.mark.parametrize(
+    ("target", "body"),
+    [("/big", b"x" * 5000), ("/text-chunked", TEXT), ("/noise", NOISE)],
+)
+def test_compress_inside_buffering_gives_the_compressed_length(
+    proxy: Turnout, target: str, body: bytes
+) -> None:
+    # Backend Content-Length, chunked (compress decides on minResponseBodyBytes),
+    # and a body that stays large (held in the temporary file, compressed).
+    files = len(spool_files(proxy))
+    response = gzip_get(proxy, target, "inside.test")
+    assert response.status == 200
+    assert response.header("Content-Encoding") == "gzip"
+    assert response.header("Transfer-Encoding") is None
+    assert response.header("Content-Length") == str(len(response.body))
+    assert zlib.decompress(response.body, 31) == body
+    assert wait_until(lambda: len(spool_files(proxy)) == files, 3)
+
+
+def test_compress_on_both_sides_of_buffering_compresses_once(proxy: Turnout) -> None:
+    # The inner one decides while the body is held; the outer one then sees it encoded.
+    response = gzip_get(proxy, "/noise-chunked", "twice.test")
+    assert response.header("Content-Encoding") == "gzip"
+    assert response.header("Content-Length") == str(len(response.body))
+    assert zlib.decompress(response.body, 31) == NOISE
+
+
+def test_compress_outside_buffering_streams(proxy: Turnout) -> None:
+    response = gzip_get(proxy, "/big", "outside.test")
+    assert response.status == 200
+    assert response.header("Content-Encoding") == "gzip"
+    # Held whole, then compressed as it goes out: no length known up front.
+    assert (response.header("Transfer-Encoding"), response.header("Content-Length")) == (
+        "chunked",
+        None,
+    )
+    assert zlib.decompress(response.body, 31) == b"x" * 5000
+
+
+def test_inside_buffering_the_maximum_bounds_the_compressed_body(proxy: Turnout) -> None:
+    # maxResponseBodyBytes = 4000: 5000 bytes that compress to a few dozen are held ...
+    small = gzip_get(proxy, "/big", "bounded.test")
+    assert (small.status, small.header("Content-Encoding")) == (200, "gzip")
+    assert zlib.decompress(small.body, 31) == b"x" * 5000
+    # ... 20000 that do not compress are a 500, as before.
+    large = gzip_get(proxy, "/noise", "bounded.test")
+    assert (large.status, large.body) == (500, b"Internal Server Error")
+    assert large.header("Content-Encoding") is None
 
 
 def test_a_client_leaving_a_held_response_leaks_nothing(proxy: Turnout) -> None:
