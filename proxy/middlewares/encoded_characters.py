@@ -22,12 +22,18 @@ Only the path is read (the query may hold anything), as the request reaches
 this middleware (after any rewrite by the middlewares before it). As in
 Traefik's scan, each ``%`` starts a three-byte token, and a ``%`` without two
 bytes after it is refused too.
+
+The entry point option ``entryPoints.N.http.encodedCharacters`` (static, the
+same ``allowEncoded*`` options, each true by default) is the same check:
+Traefik puts it on every router of the entry point, after the router matched
+and before its middlewares (``entry_point_check``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from proxy.config import static
 from proxy.config.dynamic import EncodedCharacters
 from proxy.middlewares import register
 from proxy.middlewares.base import Answer, BuildContext, Handler
@@ -47,7 +53,7 @@ TOKENS: tuple[tuple[str, tuple[bytes, ...]], ...] = (
 )
 
 
-def denied_tokens(config: EncodedCharacters) -> frozenset[bytes]:
+def denied_tokens(config: EncodedCharacters | static.EncodedCharacters) -> frozenset[bytes]:
     return frozenset(
         token for option, tokens in TOKENS if not getattr(config, option) for token in tokens
     )
@@ -95,3 +101,25 @@ def build(name: str, config: EncodedCharacters, context: BuildContext) -> Handle
     if not denied:
         return Allowing(name)
     return EncodedCharactersHandler(name, denied)
+
+
+# Built once per entry point and setting: the static configuration does not
+# change while the process runs, and the same handler in every snapshot lets an
+# unchanged router keep its compiled chain and routing table across reloads.
+_ENTRY_POINT_CHECKS: dict[tuple[str, frozenset[bytes]], EncodedCharactersHandler] = {}
+
+
+def entry_point_check(entrypoint: str, config: static.EncodedCharacters) -> Handler | None:
+    """The check ``entryPoints.<entrypoint>.http.encodedCharacters`` asks of its routers.
+
+    None when it allows every encoded character (the default): nothing to run.
+    """
+    denied = denied_tokens(config)
+    if not denied:
+        return None
+    key = (entrypoint, denied)
+    check = _ENTRY_POINT_CHECKS.get(key)
+    if check is None:
+        check = EncodedCharactersHandler(f"entryPoints.{entrypoint}.http.encodedCharacters", denied)
+        _ENTRY_POINT_CHECKS[key] = check
+    return check

@@ -21,7 +21,7 @@ same routes share one table.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -35,6 +35,7 @@ from proxy.http.upstream import ServerPool, client_tls
 from proxy.middlewares import load_all
 from proxy.middlewares.base import BuildContext, Builder, BuildError, Handler
 from proxy.middlewares.chain import CompiledChain
+from proxy.middlewares.encoded_characters import entry_point_check
 from proxy.observability.metrics import REGISTRY, RouteStats
 from proxy.rules import Route, RouterTable, build_table, default_priority
 from proxy.runtime.composite import SERVICE_TYPES, CompositeBuilder, kinds_of
@@ -316,6 +317,12 @@ class _Builder:
         routes: dict[str, list[Route]] = {name: [] for name in entrypoints if name not in udp}
         defaults = default_entrypoints(self.static, entrypoints)
         targets: dict[str, RouteTarget] = {}
+        # Entry points whose http.encodedCharacters refuses something: every router there checks.
+        checks = {
+            name: check
+            for name, config in self.static.entry_points.items()
+            if (check := entry_point_check(name, config.http.encoded_characters)) is not None
+        }
         rules: dict[str, str] = {}
         router_configs: dict[str, Router] = {}
         same_rule: dict[tuple[str, int], list[tuple[str, str, frozenset[str]]]] = {}
@@ -354,7 +361,8 @@ class _Builder:
                 on = [e for e in (router.entry_points or defaults) if e in routes]
                 route = Route(qualified, router.rule, router.priority, target)
                 for entrypoint in on:
-                    routes[entrypoint].append(route)
+                    check = checks.get(entrypoint)
+                    routes[entrypoint].append(route if check is None else _checked(route, check))
                 priority = router.priority or default_priority(router.rule)
                 same_rule.setdefault((router.rule.strip(), priority), []).append(
                     (qualified, self.source, frozenset(on))
@@ -668,6 +676,20 @@ class _Builder:
                     )
         if dynamic.tls.certificates:
             self.issue("tls.certificates", f"TLS termination {UNSUPPORTED}")
+
+
+def _checked(route: Route, check: Handler) -> Route:
+    """``route`` on an entry point that checks every request first (encodedCharacters).
+
+    As Traefik, the check runs once the router matched and before its
+    middlewares: its 400 is the router's (access log, metrics), and the
+    router's middlewares never see it.
+    """
+    target = route.payload
+    assert isinstance(target, RouteTarget)
+    handlers = target.chain.handlers if target.chain is not None else ()
+    checked = replace(target, chain=CompiledChain((check, *handlers)))
+    return Route(route.name, route.rule, route.priority, checked)
 
 
 def _response_timeout(service: HttpService, timeouts: dict[str, float]) -> float:

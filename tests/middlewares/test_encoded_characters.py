@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import Backend, Turnout
+from tests.integration.harness import REPO, Backend, Turnout
 from tests.integration.harness import request as raw_request
 from tests.middlewares.traffic import (  # noqa: F401  (fixtures)
     check,
@@ -101,3 +103,83 @@ def test_options_are_booleans(tmp_path: Path) -> None:
     )
     assert code != 0
     assert "http.middlewares.bad.encodedCharacters.allowEncodedSlash" in output
+
+
+# entryPoints.N.http.encodedCharacters: the same check for every router of one entry point.
+GUARD = """
+[entryPoints.guarded.http.encodedCharacters]
+allowEncodedSlash = false
+allowEncodedNullCharacter = false
+"""
+
+
+@pytest.fixture(scope="module")
+def guarded(module_backend: Backend, module_proxy: Callable[..., Turnout]) -> Turnout:
+    everything = "".join(f"{option} = true\n" for option in ALL_OPTIONS)
+    dynamic = (
+        f"[http.middlewares.open.encodedCharacters]\n{everything}"
+        '[http.middlewares.tag.headers.customResponseHeaders]\nX-Tag = "seen"\n'
+        + host_router("plain", [])
+        + host_router("lenient", ["open"])
+        + host_router("tagged", ["tag"])
+        + service(module_backend.url)
+    )
+    return module_proxy(dynamic, entrypoints=("web", "guarded"), static_extra=GUARD)
+
+
+def test_an_entry_point_refuses_what_it_does_not_allow(
+    guarded: Turnout, module_backend: Backend
+) -> None:
+    port = guarded.ports["guarded"]
+    before = len(module_backend.requests)
+    for target in ("/a%2Fb", "/a%2fb", "/a%00b", "/ends-with%2"):
+        response = raw_request(port, f"GET {target} HTTP/1.1\r\nHost: plain.test\r\n\r\n".encode())
+        assert (response.status, response.body) == (400, b""), target
+    assert len(module_backend.requests) == before  # none reached the backend
+    # What it does not refuse: the other characters, and anything in the query.
+    assert status(port, "plain.test", "/a%3Bb%5C%25") == 200
+    assert status(port, "plain.test", "/search?q=a%2Fb%00") == 200
+    assert module_backend.requests[-1].target == "/search?q=a%2Fb%00"
+
+
+def test_every_option_allows_by_default_on_an_entry_point(guarded: Turnout) -> None:
+    # The same routers on the entry point without the option: Traefik v3.7's defaults allow.
+    port = guarded.ports["web"]
+    for tokens in ENCODED.values():
+        for token in tokens:
+            assert status(port, "plain.test", f"/x{token}y") == 200, token
+
+
+def test_the_entry_point_checks_before_the_routers_middlewares(guarded: Turnout) -> None:
+    port = guarded.ports["guarded"]
+    # A router's encodedCharacters allowing everything does not undo its entry point's ...
+    assert status(port, "lenient.test", "/a%2Fb") == 400
+    # ... and the router's middlewares never see the refusal.
+    response = raw_request(port, b"GET /a%2Fb HTTP/1.1\r\nHost: tagged.test\r\n\r\n")
+    assert (response.status, response.header("X-Tag")) == (400, None)
+    allowed = raw_request(port, b"GET /a%3Bb HTTP/1.1\r\nHost: tagged.test\r\n\r\n")
+    assert (allowed.status, allowed.header("X-Tag")) == (200, "seen")
+
+
+def test_the_entry_point_checks_only_once_a_router_matched(guarded: Turnout) -> None:
+    # As Traefik (the check is part of each router's chain): no router, 404.
+    assert status(guarded.ports["guarded"], "nobody.test", "/a%2Fb") == 404
+
+
+def test_entry_point_options_are_booleans(tmp_path: Path) -> None:
+    static = tmp_path / "static.toml"
+    static.write_text(
+        '[entryPoints.web]\naddress = "127.0.0.1:0"\n'
+        '[entryPoints.web.http.encodedCharacters]\nallowEncodedHash = "no"\n'
+        f'[providers.file]\nfilename = "{tmp_path / "dynamic.toml"}"\n'
+    )
+    (tmp_path / "dynamic.toml").write_text(service("http://127.0.0.1:1"))
+    done = subprocess.run(
+        [sys.executable, "-m", "proxy.cli", "check", "-c", str(static)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode != 0
+    assert "entryPoints.web.http.encodedCharacters.allowEncodedHash" in done.stderr + done.stdout

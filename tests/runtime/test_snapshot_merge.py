@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from proxy.config.load import decode_dynamic
 from proxy.config.static import StaticConfig
 from proxy.rules import SimpleRequest
@@ -164,3 +166,39 @@ def test_unknown_entry_point_is_an_issue() -> None:
     assert [str(i) for i in issues] == [
         "file: http.routers.a.entryPoints[0]: unknown entry point 'nope'"
     ]
+
+
+def test_an_entry_point_refusing_encoded_characters_checks_its_routers_first() -> None:
+    static = msgspec.convert(
+        {
+            "entryPoints": {
+                "web": {"address": ":80"},
+                "guarded": {
+                    "address": ":81",
+                    "http": {"encodedCharacters": {"allowEncodedHash": False}},
+                },
+            }
+        },
+        StaticConfig,
+    )
+    raw = {
+        "http": {
+            "routers": {"r": {"rule": "PathPrefix(`/`)", "service": "s", "middlewares": ["h"]}},
+            "middlewares": {"h": {"headers": {"customResponseHeaders": {"X-A": "1"}}}},
+            "services": {"s": lb("http://127.0.0.1:9001")},
+        }
+    }
+    first, issues = build_merged([provider("file", raw)], static, entrypoints=["web", "guarded"])
+    assert issues == []
+    open_target = first.route("web", SimpleRequest("GET", "", "/"))
+    guarded_target = first.route("guarded", SimpleRequest("GET", "", "/"))
+    check, *rest = guarded_target.chain.handlers
+    assert check.name == "entryPoints.guarded.http.encodedCharacters"
+    assert tuple(rest) == open_target.chain.handlers  # then the router's own middlewares
+    assert first.routers["r@file"] is open_target  # what the API shows: the router itself
+    # A reload that changes nothing keeps both compiled tables.
+    again, _ = build_merged(
+        [provider("file", raw)], static, entrypoints=["web", "guarded"], previous=first
+    )
+    assert again.tables["guarded"] is first.tables["guarded"]
+    assert again.tables["web"] is first.tables["web"]
