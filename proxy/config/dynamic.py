@@ -494,6 +494,13 @@ class ReplacePathRegex(ConfigStruct):
 class Retry(ConfigStruct):
     attempts: int = 0
     initial_interval: Duration = Duration(0.0)  # Traefik v3: unset, retried at once
+    # Traefik v3.7: no more tries once this long passed since the first (0: no limit).
+    timeout: Duration = Duration(0.0)
+    # None: Traefik's default, 2 MiB; -1: no limit.
+    max_request_body_bytes: int | None = None
+    status: list[str] = []  # "503", "500-599": answers tried again, like failures
+    disable_retry_on_network_error: bool = False
+    retry_non_idempotent_method: bool = False  # POST, PATCH and LOCK retried on status too
 
 
 class StripPrefix(ConfigStruct):

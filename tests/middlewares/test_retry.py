@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import assert_back_to_baseline
-from tests.integration.harness import Backend, Turnout, connect, free_port, get
+from tests.integration.harness import (
+    Backend,
+    Received,
+    Response,
+    Turnout,
+    connect,
+    free_port,
+    get,
+    ok_response,
+)
 from tests.integration.harness import request as raw_request
 from tests.middlewares.traffic import (  # noqa: F401  (fixtures)
     check,
@@ -59,12 +68,91 @@ def flaky() -> Iterator[tuple[Flaky, Backend]]:
     backend.stop()
 
 
+SEEN: dict[str, int] = {}  # tries per target, for the status backend
+
+
+def by_status(received: Received) -> bytes:
+    """``/fail-N-STATUS/...``: STATUS to the first N tries of that target, then 200."""
+    seen = SEEN[received.target] = SEEN.get(received.target, 0) + 1
+    _, count, code = received.target.split("/")[1].split("-")
+    if count == "always" or seen <= int(count):
+        body = b"failed %d" % seen
+        head = f"HTTP/1.1 {code} Nope\r\nContent-Length: {len(body)}\r\nX-Try: {seen}\r\n\r\n"
+        return head.encode() + body
+    return ok_response(b"ok " + received.body, f"X-Try: {seen}\r\n")
+
+
 @pytest.fixture(scope="module")
-def proxy(flaky: tuple[Flaky, Backend], module_proxy: Callable[..., Turnout]) -> Turnout:
+def statuses() -> Iterator[Backend]:
+    backend = Backend(responder=by_status).start()
+    yield backend
+    backend.stop()
+
+
+STATUS_MIDDLEWARES = """
+[http.middlewares.st.retry]
+attempts = 3
+status = ["500-599"]
+[http.middlewares.stpost.retry]
+attempts = 3
+status = ["503"]
+retryNonIdempotentMethod = true
+[http.middlewares.statusonly.retry]
+attempts = 3
+status = ["502"]
+disableRetryOnNetworkError = true
+[http.middlewares.nonet.retry]
+attempts = 3
+status = ["503"]
+disableRetryOnNetworkError = true
+[http.middlewares.timed.retry]
+attempts = 5
+status = ["503"]
+initialInterval = "150ms"
+timeout = "200ms"
+[http.middlewares.untimed.retry]
+attempts = 5
+status = ["503"]
+[http.middlewares.small.retry]
+attempts = 3
+status = ["503"]
+maxRequestBodyBytes = 10
+"""
+
+
+def routed_to(name: str, middleware: str, service_name: str) -> str:
+    return (
+        f'[http.routers.{name}]\nrule = "Host(`{name}.test`)"\nservice = "{service_name}"\n'
+        f'middlewares = ["{middleware}"]\n'
+    )
+
+
+def two_servers(name: str, first: str, second: str) -> str:
+    """A service whose first request goes to ``first``, the next to ``second``."""
+    return (
+        service(first, name) + f'[[http.services.{name}.loadBalancer.servers]]\nurl = "{second}"\n'
+    )
+
+
+@pytest.fixture(scope="module")
+def proxy(
+    flaky: tuple[Flaky, Backend], statuses: Backend, module_proxy: Callable[..., Turnout]
+) -> Turnout:
     _, backend = flaky
     down = f"http://127.0.0.1:{free_port()}"
     dynamic = (
-        "[http.middlewares.four.retry]\nattempts = 4\n"
+        STATUS_MIDDLEWARES
+        + "".join(
+            routed_to(name, name, "statuses")
+            for name in ("st", "stpost", "timed", "untimed", "small")
+        )
+        + service(statuses.url, "statuses")
+        + routed_to("statusonly", "statusonly", "downfirst")
+        + two_servers("downfirst", down, statuses.url)
+        + routed_to("nonet", "nonet", "downthen")
+        + two_servers("downthen", down, statuses.url)
+        + routed_to("nonetdrop", "nonet", "app")
+        + "[http.middlewares.four.retry]\nattempts = 4\n"
         "[http.middlewares.one.retry]\nattempts = 1\n"
         '[http.middlewares.slow.retry]\nattempts = 3\ninitialInterval = "200ms"\n'
         '[http.middlewares.fast.retry]\nattempts = 3\ninitialInterval = "0s"\n'
@@ -226,6 +314,69 @@ def test_backoff_timing(proxy) -> None:  # type: ignore[no-untyped-def]
     assert unset < 0.15, unset
 
 
+def tries(response: Response) -> int:
+    return int(response.header("X-Try") or 0)
+
+
+def test_a_status_in_the_list_is_tried_again(proxy: Turnout) -> None:
+    response = get(proxy.port, "/fail-2-503/a", host="st.test")
+    # Two 503s read and dropped: the client sees only the third try's answer.
+    assert (response.status, response.body, tries(response)) == (200, b"ok ", 3)
+    exhausted = get(proxy.port, "/fail-always-500/b", host="st.test")
+    assert (exhausted.status, exhausted.body, tries(exhausted)) == (500, b"failed 3", 3)
+    other = get(proxy.port, "/fail-1-418/c", host="st.test")  # not in the list
+    assert (other.status, tries(other)) == (418, 1)
+
+
+def post(port: int, host: str, target: str, body: bytes, method: str = "POST") -> Response:
+    head = f"{method} {target} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\n\r\n"
+    return raw_request(port, head.encode() + body)
+
+
+def test_a_post_is_retried_on_a_status_only_when_allowed(proxy: Turnout, statuses: Backend) -> None:
+    response = post(proxy.port, "st.test", "/fail-1-503/post", b"payload")
+    assert (response.status, tries(response)) == (503, 1)  # POST: not idempotent
+    response = post(proxy.port, "st.test", "/fail-1-503/patch", b"payload", "PATCH")
+    assert (response.status, tries(response)) == (503, 1)
+    before = len(statuses.requests)
+    response = post(proxy.port, "stpost.test", "/fail-1-503/allowed", b"payload")
+    assert (response.status, response.body, tries(response)) == (200, b"ok payload", 2)
+    assert [r.body for r in statuses.requests[before:]] == [b"payload", b"payload"]
+
+
+def test_turnouts_own_502_is_retried_on_status(proxy: Turnout) -> None:
+    # Network errors not retried, but 502 listed: the unreachable first server's
+    # 502 is a status like any other, and the second server answers.
+    response = get(proxy.port, "/fail-0-200/x", host="statusonly.test")
+    assert (response.status, tries(response)) == (200, 1)
+
+
+def test_without_network_retries_a_failure_is_the_answer(proxy: Turnout, flaky) -> None:  # type: ignore[no-untyped-def]
+    assert get(proxy.port, "/fail-0-200/y", host="nonet.test").status == 502  # unreachable
+    state, _ = flaky
+    state.drops = 1
+    before = state.connections
+    assert get(proxy.port, "/", host="nonetdrop.test").status == 502  # dropped
+    assert state.connections - before == 1
+    state.drops = 0
+
+
+def test_no_more_tries_once_the_timeout_passed(proxy: Turnout) -> None:
+    untimed = get(proxy.port, "/fail-always-503/untimed", host="untimed.test")
+    assert (untimed.status, tries(untimed)) == (503, 5)
+    # 150 ms waits (randomized by half) and a 200 ms timeout: two to four tries.
+    timed = get(proxy.port, "/fail-always-503/timed", host="timed.test")
+    assert timed.status == 503
+    assert 2 <= tries(timed) <= 4, tries(timed)
+
+
+def test_max_request_body_bytes_bounds_the_body_sent_again(proxy: Turnout) -> None:
+    fits = post(proxy.port, "small.test", "/fail-1-503/fits", b"0123456789", "PUT")
+    assert (fits.status, fits.body, tries(fits)) == (200, b"ok 0123456789", 2)
+    over = post(proxy.port, "small.test", "/fail-1-503/over", b"0123456789!", "PUT")
+    assert (over.status, tries(over)) == (503, 1)  # 11 bytes: not kept, not retried
+
+
 def test_client_gone_during_the_backoff(proxy) -> None:  # type: ignore[no-untyped-def]
     for _ in range(3):
         with connect(proxy.port) as sock:
@@ -245,3 +396,18 @@ def test_bad_options_name_their_key(tmp_path: Path) -> None:
     assert code != 0
     assert "http.middlewares.zero.retry.attempts" in output
     assert "http.middlewares.neg.retry.initialInterval" in output
+
+
+def test_bad_v37_options_name_their_key(tmp_path: Path) -> None:
+    code, output = check(
+        tmp_path,
+        "[http.middlewares.nothing.retry]\nattempts = 2\ndisableRetryOnNetworkError = true\n"
+        '[http.middlewares.code.retry]\nattempts = 2\nstatus = ["500", "5xx"]\n'
+        "[http.middlewares.body.retry]\nattempts = 2\nmaxRequestBodyBytes = -2\n"
+        '[http.middlewares.late.retry]\nattempts = 2\ntimeout = "-1s"\n',
+    )
+    assert code != 0
+    assert "http.middlewares.nothing.retry.status: needs status" in output
+    assert "http.middlewares.code.retry.status[1]: invalid status code or range '5xx'" in output
+    assert "http.middlewares.body.retry.maxRequestBodyBytes" in output
+    assert "http.middlewares.late.retry.timeout: must not be negative" in output
