@@ -82,15 +82,22 @@ def proxy_factory_fixture(
 
 
 def run_check(
-    tmp_path: Path, dynamic: str, name: str = "dynamic.toml", static_name: str = "static.toml"
+    tmp_path: Path,
+    dynamic: str,
+    name: str = "dynamic.toml",
+    static_name: str = "static.toml",
+    static_extra: str = "",
 ) -> subprocess.CompletedProcess[str]:
-    """``turnout check`` as a real process on one dynamic file called ``name``."""
+    """``turnout check`` as a real process on one dynamic file called ``name``.
+
+    ``static_extra`` is appended to the static file (start it with a table header).
+    """
     dynamic_path = tmp_path / name
     dynamic_path.write_text(dynamic)
     static = tmp_path / static_name
     static.write_text(
         '[entryPoints.web]\naddress = "127.0.0.1:0"\n'
-        f'[providers.file]\nfilename = "{dynamic_path}"\n'
+        f'[providers.file]\nfilename = "{dynamic_path}"\n' + static_extra
     )
     return subprocess.run(
         [sys.executable, "-m", "proxy.cli", "check", "-c", str(static)],

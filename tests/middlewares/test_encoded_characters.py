@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import REPO, Backend, Turnout
+from tests.integration.harness import Backend, Turnout
 from tests.integration.harness import request as raw_request
+from tests.middlewares.support import run_check
 from tests.middlewares.traffic import (  # noqa: F401  (fixtures)
     check,
     host_router,
@@ -167,19 +166,10 @@ def test_the_entry_point_checks_only_once_a_router_matched(guarded: Turnout) -> 
 
 
 def test_entry_point_options_are_booleans(tmp_path: Path) -> None:
-    static = tmp_path / "static.toml"
-    static.write_text(
-        '[entryPoints.web]\naddress = "127.0.0.1:0"\n'
-        '[entryPoints.web.http.encodedCharacters]\nallowEncodedHash = "no"\n'
-        f'[providers.file]\nfilename = "{tmp_path / "dynamic.toml"}"\n'
-    )
-    (tmp_path / "dynamic.toml").write_text(service("http://127.0.0.1:1"))
-    done = subprocess.run(
-        [sys.executable, "-m", "proxy.cli", "check", "-c", str(static)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
+    done = run_check(
+        tmp_path,
+        service("http://127.0.0.1:1"),
+        static_extra='[entryPoints.web.http.encodedCharacters]\nallowEncodedHash = "no"\n',
     )
     assert done.returncode != 0
     assert "entryPoints.web.http.encodedCharacters.allowEncodedHash" in done.stderr + done.stdout
