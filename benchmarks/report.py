@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ def _f(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
-def scenario_table(sc: dict[str, Any]) -> str:
+def scenario_table(sc: dict[str, Any], cpus: int | None = None) -> str:
     s = sc["scenario"]
     title = f"== {s['name']}: {s['description']}, {sc['connections']} connections"
     if sc.get("idle_connections"):
@@ -103,6 +104,9 @@ def scenario_table(sc: dict[str, Any]) -> str:
             f"scaling: turnout-w2 / turnout req/s {1 / w2['requests_per_s']:.2f}x "
             f"(2 workers against 1{bound})"
         )
+        budget = _cpu_budget(sc["targets"].get("turnout-w2", {}).get("median") or {}, cpus)
+        if budget:
+            out.append(f"  CPUs in use during turnout-w2's runs: {budget}")
     vs.pop("turnout-bare", None)
     vs.pop("turnout-obs", None)
     vs.pop("turnout-chain", None)
@@ -128,6 +132,23 @@ def scenario_table(sc: dict[str, Any]) -> str:
         out.append("notes:")
         out += notes
     return "\n".join(out)
+
+
+def _cpu_budget(m: dict[str, Any], cpus: int | None) -> str | None:
+    """Who used the machine's CPUs while a target ran: tells a saturated machine apart."""
+    rate, proxy = m.get("requests_per_s"), m.get("cpu_s_per_10k")
+    if not rate or proxy is None:
+        return None
+    backend = (m.get("backend_cpu_s_per_10k") or 0.0) * rate / 10_000
+    parts = [
+        f"proxy {proxy * rate / 10_000:.2f}",
+        f"backend {backend:.2f}",
+        f"load generator {m.get('loadgen_cores') or 0.0:.2f}",
+        f"others {m.get('foreign_cores') or 0.0:.2f}",
+    ]
+    total = proxy * rate / 10_000 + backend + (m.get("loadgen_cores") or 0.0)
+    total += m.get("foreign_cores") or 0.0
+    return ", ".join(parts) + f"; {total:.2f} of {cpus or os.cpu_count()}"
 
 
 # Feature rows read against their base in the same scenario: (variant, base, label).
@@ -215,7 +236,7 @@ def render(doc: dict[str, Any]) -> str:
         parts.append(f"INCOMPLETE: {doc['interrupted']}")
     for sc in doc["scenarios"]:
         parts.append("")
-        parts.append(scenario_table(sc))
+        parts.append(scenario_table(sc, (doc.get("host") or {}).get("cpus")))
     parts.append("")
     parts.append(
         "CPU s/10k: the proxy's user+system CPU seconds per 10,000 requests (messages, "
