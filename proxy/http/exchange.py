@@ -678,20 +678,22 @@ class Exchange:
         """The backend died mid-response: the client must see a truncated message."""
         self.upstream = None
         held = self.held_head
-        if held is not None and held[0].hold is not None:
-            self._hold_aborted()
+        if (held is not None and held[0].hold is not None) or callable(self.replaced):
+            self._unsent_aborted()
             return
         self.response_state = 2
         self.conn.abort()
 
-    def _hold_aborted(self) -> None:
-        """The backend died in the middle of a body buffering held: nothing was sent yet.
+    def _unsent_aborted(self) -> None:
+        """The backend died in the middle of a body nothing of which was sent yet.
 
+        Buffering held it, or a retry was reading it to drop it and try again.
         Traefik's proxy panics on the failed copy, the panic crosses the buffer
-        and its recovery handler, outside every middleware, writes a whole 500
-        (the backend's head never reached the client): so does Turnout.
+        or the retry and its recovery handler, outside every middleware, writes
+        a whole 500 (the backend's head never reached the client): so does Turnout.
         """
         self.held_head = None
+        self.replaced = False
         self.framing = FRAME_NONE
         self.status = 500
         self.response_state = 2

@@ -25,7 +25,7 @@ inside it rewrites the body as it is held, so the client gets the rewritten
 body with its Content-Length and the maximum bounds what the filter wrote, as
 Traefik's buffer holds what the middlewares inside it write.
 A backend that dies in the middle of a held body: nothing was sent, so the
-client gets a whole 500 (``Exchange._hold_aborted``), as Traefik's recovery
+client gets a whole 500 (``Exchange._unsent_aborted``), as Traefik's recovery
 handler answers the panic of its proxy's failed copy.
 
 ``retryExpression`` (oxy's predicate, see ``proxy.middlewares.retry_expression``)

@@ -15,6 +15,7 @@ from tests.integration.harness import (
     Backend,
     Received,
     Response,
+    ResponseReader,
     Turnout,
     connect,
     free_port,
@@ -47,7 +48,13 @@ class Flaky:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        _, body = await read_request(reader)
+        head, body = await read_request(reader)
+        if head.startswith(b"GET /cut "):
+            # A 503 that announces 100 bytes and dies after 10.
+            writer.write(b"HTTP/1.1 503 Nope\r\nContent-Length: 100\r\n\r\n0123456789")
+            await writer.drain()
+            writer.transport.abort()
+            return
         if self.drops > 0:
             self.drops -= 1
             writer.transport.abort()  # no response at all: a reset
@@ -152,6 +159,7 @@ def proxy(
         + routed_to("nonet", "nonet", "downthen")
         + two_servers("downthen", down, statuses.url)
         + routed_to("nonetdrop", "nonet", "app")
+        + routed_to("cut", "st", "app")
         + "[http.middlewares.four.retry]\nattempts = 4\n"
         "[http.middlewares.one.retry]\nattempts = 1\n"
         '[http.middlewares.slow.retry]\nattempts = 3\ninitialInterval = "200ms"\n'
@@ -375,6 +383,20 @@ def test_max_request_body_bytes_bounds_the_body_sent_again(proxy: Turnout) -> No
     assert (fits.status, fits.body, tries(fits)) == (200, b"ok 0123456789", 2)
     over = post(proxy.port, "small.test", "/fail-1-503/over", b"0123456789!", "PUT")
     assert (over.status, tries(over)) == (503, 1)  # 11 bytes: not kept, not retried
+
+
+def test_a_dropped_answer_cut_short_is_a_500(proxy: Turnout, flaky) -> None:  # type: ignore[no-untyped-def]
+    state, _ = flaky
+    before = state.connections
+    with connect(proxy.port) as sock:
+        sock.sendall(b"GET /cut HTTP/1.1\r\nHost: cut.test\r\n\r\n")
+        response = ResponseReader(sock).read()
+        # The 503 was being read to be dropped when its backend died: nothing had
+        # been sent, so the client gets a whole 500, as Traefik's recovery writes it.
+        assert (response.status, response.body) == (500, b"Internal Server Error\n")
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: four.test\r\n\r\n")  # still usable
+        assert ResponseReader(sock).read().status == 200
+    assert state.connections - before == 2  # the cut try, then the next request
 
 
 def test_client_gone_during_the_backoff(proxy) -> None:  # type: ignore[no-untyped-def]
