@@ -50,8 +50,10 @@ log = logging.getLogger("turnout")
 # Frames waiting for the pipe beyond this are dropped (and counted): a writer
 # that cannot keep up must not make the proxy's memory grow without bound.
 MAX_BACKLOG = 64 * 1024 * 1024
-# A writer that exits is replaced at most this often.
-RESPAWN_INTERVAL = 1.0
+# A writer that exits is replaced after RESPAWN seconds, doubling up to
+# MAX_RESPAWN while each one dies within 10 s of its start.
+RESPAWN = 0.5
+MAX_RESPAWN = 60.0
 
 
 def open_log(path: str) -> int:
@@ -100,6 +102,8 @@ class Writer:
         self.dropped = 0  # records dropped: backlog full, or in flight when a writer died
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_spawn = 0.0
+        self._died_at = 0.0
+        self._backoff = RESPAWN
         self._spawn(fd)
 
     def _spawn(self, fd: int) -> None:
@@ -126,6 +130,9 @@ class Writer:
         self._loop = loop
 
     def send(self, records: list[AnyRecord]) -> None:
+        if self.pipe < 0:  # between a writer's death and its replacement
+            self.dropped += len(records)
+            return
         data = marshal.dumps(records)
         frame = len(data).to_bytes(4, "big") + data
         if self.backlog:
@@ -180,29 +187,40 @@ class Writer:
         return backlog
 
     def check(self) -> None:
-        """On the tick: report dropped records, and replace a writer that exited."""
+        """On the tick: report dropped records, and replace a writer that exited.
+
+        A writer that dies soon after its start (it cannot open ``filePath``,
+        say) is replaced after 1 s, then 2, 4, ... up to a minute, so a broken
+        writer costs one error line per attempt, not a busy loop.
+        """
         if self.dropped:
             log.error(
                 "accessLog: %d lines lost (the writer process was gone or behind)", self.dropped
             )
             self.dropped = 0
         process = self.process
-        if process is None or process.poll() is None:
+        if process is not None:
+            if process.poll() is None:
+                return
+            lived = time.monotonic() - self._last_spawn
+            self._backoff = min(self._backoff * 2, MAX_RESPAWN) if lived < 10.0 else RESPAWN
+            log.error(
+                "accessLog: the writer process %d exited with status %s; starting another in %gs",
+                process.pid,
+                process.returncode,
+                self._backoff,
+            )
+            self.dropped += sum(count for _, count in self._forget_backlog())
+            os.close(self.pipe)
+            self.pipe = -1
+            self.process = None
+            self._died_at = time.monotonic()
+        if time.monotonic() - self._died_at < self._backoff:
             return
-        if time.monotonic() - self._last_spawn < RESPAWN_INTERVAL:
-            return
-        log.error(
-            "accessLog: the writer process %d exited with status %s; starting another",
-            process.pid,
-            process.returncode,
-        )
-        self._forget_backlog()
-        os.close(self.pipe)
-        self.pipe = -1
-        self.process = None
         try:
             self._spawn(-1)
         except OSError as error:
+            self._died_at = time.monotonic()
             log.error("accessLog: cannot start a writer process: %s", error)
 
     def reopen(self) -> None:
@@ -238,7 +256,11 @@ def serve(config: AccessLogConfig, fd: int, source: int = 0) -> None:
 
     formatter = LineFormatter(config)
     if fd < 0:
-        fd = open_log(config.file_path)
+        try:
+            fd = open_log(config.file_path)
+        except OSError as error:
+            print(f"turnout accessLog: cannot open {config.file_path}: {error}", file=sys.stderr)
+            raise SystemExit(1) from None
     buffer = bytearray()
     line = formatter.line
     while True:

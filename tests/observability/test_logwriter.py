@@ -71,7 +71,7 @@ def test_a_writer_that_dies_is_replaced_and_logging_goes_on(backend, turnout, tm
     os.kill(first, signal.SIGKILL)
     assert wait_until(lambda: writers_of(proxy.pid) not in ([], [first]), 10), writers_of(proxy.pid)
     [second] = writers_of(proxy.pid)
-    assert "exited with status -9; starting another" in proxy.stderr()
+    assert "exited with status -9; starting another in 1s" in proxy.stderr()
     assert get(proxy.port, "/after").status == 200
     assert wait_until(lambda: '"/after"' in log.read_text(), 10)
     assert second != first and not alive(first)
@@ -99,6 +99,26 @@ def _run(tmp_path: Path, server_url: str, **popen: object) -> tuple[subprocess.P
         process.wait()
         raise
     return process, port
+
+
+def test_a_writer_that_cannot_start_is_retried_less_and_less_often(backend, turnout, tmp_path):
+    server = backend()
+    folder = tmp_path / "logs"
+    log = folder / "access.json"
+    proxy = turnout(dynamic_for(server.url), static_extra=_static(log))
+    [first] = writers_of(proxy.pid)
+    folder.rename(tmp_path / "moved")
+    folder.write_text("not a folder")  # the next writer cannot open logs/access.json
+    os.kill(first, signal.SIGKILL)
+    assert wait_until(lambda: "starting another in 2s" in proxy.stderr(), 10), proxy.stderr()
+    assert f"turnout accessLog: cannot open {log}: " in proxy.stderr()
+    assert get(proxy.port, "/meanwhile").status == 200  # traffic never waits for the log
+    folder.unlink()
+    folder.mkdir()
+    assert wait_until(lambda: len(writers_of(proxy.pid)) == 1, 15), proxy.stderr()
+    assert get(proxy.port, "/again").status == 200
+    assert wait_until(lambda: log.exists() and '"/again"' in log.read_text(), 10)
+    assert "lines lost" in proxy.stderr()  # /meanwhile had no writer: counted, not hidden
 
 
 def _reap(process: subprocess.Popen[bytes]) -> None:
