@@ -10,9 +10,13 @@ Traefik v3.7's options: ``status`` (``"503"``, ``"500-599"``, comma lists as in
 errors) makes an answer with one of those statuses a failure too: it is read
 and dropped, and the request is tried again. That holds for the backend's
 answers, for the 502/503/504 Turnout itself answers when no backend could, and
-for an answer of a middleware inside this one, as Traefik's retry sees every
-status written beneath it. A POST, PATCH or LOCK is tried again on a status
-only with ``retryNonIdempotentMethod``. ``disableRetryOnNetworkError`` leaves
+for what a middleware inside this one made of the service's answer (errors),
+as Traefik's retry sees every status written beneath it. Differs: a
+middleware inside that stops the request before the service (an auth, an
+allow list) is not tried again: Turnout's next try goes to the service
+directly, and would slip past it (Traefik runs that middleware again).
+A POST, PATCH or LOCK is tried again on a status only with
+``retryNonIdempotentMethod``. ``disableRetryOnNetworkError`` leaves
 only ``status`` (it is refused without one). ``timeout``: once that long has
 passed since the first try, the next failure is the client's answer.
 ``maxRequestBodyBytes`` (default 2 MiB, -1 no limit) bounds the body kept to
@@ -200,6 +204,10 @@ class StatusRetryHandler(RetryHandler):
             return
         if ex.upstream is not None and not ex.request_done:
             return  # answered before the body ended: what follows cannot be told apart
+        if ex.upstream is None and not ex.service_called:
+            # A middleware inside stopped the request (auth, allow list): another
+            # try goes straight to the service and would slip past it.
+            return
         state = self._state(ex)
         if not self._may_retry(ex, state):
             return

@@ -124,6 +124,11 @@ status = ["503"]
 attempts = 3
 status = ["503"]
 maxRequestBodyBytes = 10
+[http.middlewares.forbidden.retry]
+attempts = 3
+status = ["403"]
+[http.middlewares.tens.ipAllowList]
+sourceRange = ["10.0.0.0/8"]
 """
 
 
@@ -160,7 +165,8 @@ def proxy(
         + two_servers("downthen", down, statuses.url)
         + routed_to("nonetdrop", "nonet", "app")
         + routed_to("cut", "st", "app")
-        + "[http.middlewares.four.retry]\nattempts = 4\n"
+        + '[http.routers.guarded]\nrule = "Host(`guarded.test`)"\nservice = "statuses"\n'
+        'middlewares = ["forbidden", "tens"]\n' + "[http.middlewares.four.retry]\nattempts = 4\n"
         "[http.middlewares.one.retry]\nattempts = 1\n"
         '[http.middlewares.slow.retry]\nattempts = 3\ninitialInterval = "200ms"\n'
         '[http.middlewares.fast.retry]\nattempts = 3\ninitialInterval = "0s"\n'
@@ -383,6 +389,16 @@ def test_max_request_body_bytes_bounds_the_body_sent_again(proxy: Turnout) -> No
     assert (fits.status, fits.body, tries(fits)) == (200, b"ok 0123456789", 2)
     over = post(proxy.port, "small.test", "/fail-1-503/over", b"0123456789!", "PUT")
     assert (over.status, tries(over)) == (503, 1)  # 11 bytes: not kept, not retried
+
+
+def test_a_middleware_refusal_inside_is_never_sent_to_the_service(
+    proxy: Turnout, statuses: Backend
+) -> None:
+    # 403 is in the list, but it is ipAllowList's (the client is 127.0.0.1): another
+    # try would go to the service past the allow list. It is the client's answer.
+    before = len(statuses.requests)
+    assert get(proxy.port, "/fail-0-200/z", host="guarded.test").status == 403
+    assert len(statuses.requests) == before
 
 
 def test_a_dropped_answer_cut_short_is_a_500(proxy: Turnout, flaky) -> None:  # type: ignore[no-untyped-def]
