@@ -31,6 +31,7 @@ import errno
 import logging
 import marshal
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -228,14 +229,12 @@ class Writer:
 
     def close(self, timeout: float = 10.0) -> None:
         """Hand over what is queued, close the pipe, and wait for the writer to finish."""
+        deadline = time.monotonic() + timeout
         if self.pipe >= 0:
             backlog = self._forget_backlog()
-            os.set_blocking(self.pipe, True)
-            try:
-                for frame, _ in backlog:
-                    os.write(self.pipe, frame)
-            except OSError:
-                pass
+            lost = _write_until(self.pipe, [frame for frame, _ in backlog], deadline)
+            if lost:
+                log.error("accessLog: the writer process took no more; %d bytes lost", lost)
             os.close(self.pipe)
             self.pipe = -1
         process = self.process
@@ -243,11 +242,33 @@ class Writer:
         if process is None:
             return
         try:
-            process.wait(timeout)
+            process.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             log.error("accessLog: the writer process %d did not finish; killed", process.pid)
             process.kill()
             process.wait()
+
+
+def _write_until(fd: int, frames: list[bytes], deadline: float) -> int:
+    """Write ``frames`` to a non-blocking ``fd`` until done or ``deadline``; bytes not written.
+
+    Shutdown must not hang on a writer that stopped reading (stopped, or stuck).
+    """
+    pending = b"".join(frames)
+    view = memoryview(pending)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+            continue
+        except BlockingIOError:
+            pass
+        except OSError:
+            break
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        select.select([], [fd], [], min(left, 0.1))
+    return len(view)
 
 
 def serve(config: AccessLogConfig, fd: int, source: int = 0) -> None:
