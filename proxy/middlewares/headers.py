@@ -124,10 +124,15 @@ class HeadersHandler(Handler):
         "max_age",
         "origin_list",
         "origin_regexes",
+        "plain_response",
         "preflight_headers",
         "public_key",
+        "request_adds",
         "request_edits",
+        "request_names",
+        "response_adds",
         "response_edits",
+        "response_firsts",
         "secure_headers",
         "ssl_host",
         "ssl_proxy_headers",
@@ -226,10 +231,38 @@ class HeadersHandler(Handler):
             if config.sts_preload:
                 value += "; preload"
             self.sts = (value, config.force_sts_header)
+        # The common case, only custom headers, gets a fast path: when the
+        # message has none of the named headers yet (a deletion then has
+        # nothing to do), the edits amount to appending the new fields/lines
+        # in order. Anything else takes the general path below.
+        self.request_names = frozenset(edit[0] for edit in self.request_edits)
+        # None: not that case (CORS, host checks, or a header the engine sets itself).
+        self.request_adds = (
+            tuple(edit[1] for edit in self.request_edits if edit[1] is not None)
+            if not (self.has_cors or self.checks_host or any(e[4] for e in self.request_edits))
+            else None
+        )
+        self.plain_response = not (
+            self.has_cors or self.ssl_proxy_headers or self.sts or self.secure_headers
+        )
+        self.response_firsts = frozenset(
+            byte for key, _ in self.response_edits for byte in key[:1] + key[:1].upper()
+        )
+        self.response_adds = tuple(line for _, line in self.response_edits if line is not None)
 
     # -- request --------------------------------------------------------------
 
     def on_request(self, ex: Exchange) -> Answer | None:
+        adds = self.request_adds
+        if adds is not None:
+            fields = ex.fields
+            names = self.request_names
+            for field in fields:
+                if field[0] in names:
+                    break
+            else:
+                fields.extend(adds)
+                return None
         if self.has_cors and ex.method == "OPTIONS":
             origin = _first(ex, "origin")
             if origin and _first(ex, "access-control-request-method"):
@@ -306,6 +339,20 @@ class HeadersHandler(Handler):
     # -- response -------------------------------------------------------------
 
     def on_response(self, ex: Exchange, head: ResponseHead) -> None:
+        if self.plain_response:
+            lines = head.lines
+            # A line whose first byte is not that of a custom name (either case)
+            # is none of them: when no line is, the edits are appends. (Measured
+            # cheaper than joining and lower-casing the head, for a few lines.)
+            firsts = self.response_firsts
+            for held in lines:
+                if held[0] in firsts:
+                    break
+            else:
+                lines.extend(self.response_adds)
+                return
+            self._outer_response(ex, head)
+            return
         # Inner (secure) first, as Traefik's response modifiers unwind.
         ssl = self._is_ssl(ex) if self.ssl_proxy_headers else False
         if ssl and self.ssl_host:

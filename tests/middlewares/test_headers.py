@@ -73,6 +73,14 @@ isDevelopment = true
 stsSeconds = 60
 forceSTSHeader = true
 
+# Only custom headers: the handler's fast path when the message has none of them.
+[http.middlewares.plain.headers.customRequestHeaders]
+X-Plain = "1"
+X-Plain-Drop = ""
+[http.middlewares.plain.headers.customResponseHeaders]
+X-Plain-Response = "yes"
+X-Frame-Options = ""
+
 [http.middlewares.ssl.headers]
 sslRedirect = true
 sslProxyHeaders = { X-Forwarded-Proto = "https" }
@@ -82,10 +90,14 @@ sslTemporaryRedirect = true
 sslHost = "secure.example"
 """
 
-NAMES = ("custom", "cors", "star", "secure", "forced", "hosts", "dev", "ssl", "ssltemp")
+NAMES = ("custom", "cors", "star", "secure", "forced", "hosts", "dev", "ssl", "ssltemp", "plain")
 
 
 def backend_answer(received: Received) -> bytes:
+    if received.target == "/quiet":  # no header a custom name could match
+        return ok_response(extra="Server: backend\r\nVary: Accept-Encoding\r\n")
+    if received.target == "/own":  # the backend's own value of a custom response header
+        return ok_response(extra="x-plain-RESPONSE: backend\r\nServer: backend\r\n")
     return ok_response(
         extra="Server: backend\r\nX-Frame-Options: ALLOWALL\r\nVary: Accept-Encoding\r\n"
     )
@@ -129,6 +141,38 @@ def test_custom_response_headers_set_and_delete(proxy: Turnout) -> None:
     assert response.header("X-Custom-Response") == "yes"
     assert response.header("Server") is None
     assert response.header("Vary") == "Accept-Encoding"  # untouched without CORS
+
+
+def test_plain_custom_request_headers_added_replaced_and_deleted(
+    proxy: Turnout, app_backend: Backend
+) -> None:
+    # None of the names in the request: the new header is simply added.
+    assert get(proxy.port, host="plain.test", headers="X-Other: kept\r\n").status == 200
+    received = last(app_backend)
+    assert received.header_all("X-Plain") == ["1"]
+    assert received.header("X-Plain-Drop") is None
+    assert received.header("X-Other") == "kept"
+    # Present, in any case and more than once: every value replaced, or deleted.
+    headers = "x-plain: old\r\nX-PLAIN: older\r\nx-plain-drop: 1\r\nX-Other: kept\r\n"
+    assert get(proxy.port, host="plain.test", headers=headers).status == 200
+    received = last(app_backend)
+    assert received.header_all("X-Plain") == ["1"]
+    assert received.header("X-Plain-Drop") is None
+    assert received.header("X-Other") == "kept"
+
+
+def test_plain_custom_response_headers_added_replaced_and_deleted(proxy: Turnout) -> None:
+    quiet = get(proxy.port, "/quiet", host="plain.test")
+    assert quiet.header_all("X-Plain-Response") == ["yes"]
+    assert quiet.header("Server") == "backend"
+    assert quiet.header("X-Frame-Options") is None
+    # The backend's own value, in another case, is replaced; a deleted one is gone.
+    own = get(proxy.port, "/own", host="plain.test")
+    assert own.header_all("X-Plain-Response") == ["yes"]
+    usual = get(proxy.port, host="plain.test")
+    assert usual.header("X-Frame-Options") is None
+    assert usual.header_all("X-Plain-Response") == ["yes"]
+    assert usual.header("Vary") == "Accept-Encoding"
 
 
 # -- CORS -----------------------------------------------------------------------
