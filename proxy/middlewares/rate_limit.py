@@ -26,18 +26,21 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 from proxy.config.dynamic import RateLimit, RedisStore
 from proxy.middlewares import register
 from proxy.middlewares.base import PENDING, Answer, BuildContext, BuildError, Handler, Pending
 from proxy.middlewares.chain import answer, resume
-from proxy.middlewares.source_criterion import SourceFunc, source_extractor
+from proxy.middlewares.source_criterion import SourceFunc, client_ip, source_extractor
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
 
 MAX_SOURCES = 65536  # Traefik's maxSources
+
+_monotonic = time.monotonic
 
 
 class Limits:
@@ -103,60 +106,90 @@ def go_duration(ns: int) -> str:
 
 
 class RateLimitHandler(Handler):
-    """In-memory buckets: ``{source: [tokens, last]}``, oldest activity first."""
+    """In-memory buckets: ``{(router, source): (tokens, last)}``, oldest activity first."""
 
-    __slots__ = ("buckets", "limits", "source")
+    __slots__ = (
+        "buckets",
+        "burst",
+        "by_client",
+        "limits",
+        "max_delay",
+        "rate",
+        "source",
+        "sweep_at",
+        "ttl",
+    )
 
     def __init__(self, name: str, limits: Limits, source: SourceFunc) -> None:
         super().__init__(name)
+        if limits.rate == math.inf:
+            raise ValueError("no limit: build a NoRateLimit")
         self.limits = limits
         self.source = source
+        self.by_client = source is client_ip  # the default: read without a call
+        # Read on every request: kept here rather than one attribute further.
+        self.rate = limits.rate
+        self.burst = float(limits.burst)
+        self.max_delay = limits.max_delay
+        self.ttl = limits.ttl
         # Insertion order is activity order: each use re-inserts its bucket, so the
         # first entries are the ones to expire (the ttl is the same for all).
-        self.buckets: dict[str, list[float]] = {}
+        # A bucket is (tokens, time of the last reservation, also its last activity).
+        self.buckets: dict[Hashable, tuple[float, float]] = {}
+        # No bucket expires before this (the oldest one's activity + ttl, as of the
+        # last sweep, a microsecond early against rounding): only then is one due.
+        self.sweep_at = -math.inf
 
     def on_request(self, ex: Exchange) -> Answer | Pending | None:
-        limits = self.limits
-        if limits.rate == math.inf:
-            return None
-        route = ex.route
-        assert route is not None
+        source = ex.client_ip if self.by_client else self.source(ex)
         # Traefik builds a middleware once per router: each router has its own buckets.
-        wait = self.reserve(route.router + "\x00" + self.source(ex), time.monotonic())
+        key = (ex.route.router, source)  # type: ignore[union-attr]  # routed: it runs its chain
+        wait = self.reserve(key, _monotonic())
         if wait <= 0.0:
             return None
-        if wait > limits.max_delay:
+        if wait > self.max_delay:
             return too_many(wait)
         asyncio.get_running_loop().call_later(wait, resume, ex)
         return PENDING
 
-    def reserve(self, key: str, now: float) -> float:
+    def reserve(self, key: Hashable, now: float) -> float:
         """Take a token for ``key``; the delay before it may be used (0: now)."""
-        limits = self.limits
         buckets = self.buckets
         bucket = buckets.pop(key, None)
-        self._expire(now)
+        if now >= self.sweep_at or (bucket is None and len(buckets) >= MAX_SOURCES):
+            self._expire(now)
         if bucket is None:
-            bucket = [float(limits.burst), now, now]
-        # bucket: tokens, last reservation, last activity (for the ttl)
-        tokens = min(float(limits.burst), bucket[0] + (now - bucket[1]) * limits.rate) - 1.0
-        wait = -tokens / limits.rate if tokens < 0 else 0.0
-        if wait > limits.max_delay:
-            tokens = min(float(limits.burst), tokens + 1.0)  # Reservation.Cancel
-        bucket[0] = tokens
-        bucket[1] = now
-        bucket[2] = now
-        buckets[key] = bucket
+            tokens = self.burst - 1.0  # a new source starts full
+        else:
+            tokens = bucket[0] + (now - bucket[1]) * self.rate
+            burst = self.burst
+            tokens = (burst if tokens > burst else tokens) - 1.0
+        if tokens >= 0.0:
+            buckets[key] = (tokens, now)
+            return 0.0
+        wait = -tokens / self.rate
+        if wait > self.max_delay:
+            tokens += 1.0  # Reservation.Cancel (tokens < 0: the result stays below burst)
+        buckets[key] = (tokens, now)
         return wait
 
     def _expire(self, now: float) -> None:
         buckets = self.buckets
-        deadline = now - self.limits.ttl
+        deadline = now - self.ttl
         while buckets:
-            oldest = next(iter(buckets))
-            if buckets[oldest][2] > deadline and len(buckets) < MAX_SOURCES:
+            key, (_, last) = next(iter(buckets.items()))
+            if last > deadline and len(buckets) < MAX_SOURCES:
+                self.sweep_at = last + self.ttl - 1e-6
                 return
-            del buckets[oldest]
+            del buckets[key]
+        # The bucket about to be inserted is the oldest.
+        self.sweep_at = now + self.ttl - 1e-6
+
+
+class NoRateLimit(Handler):
+    """``average`` 0: no limit at all, so no hook to run."""
+
+    __slots__ = ()
 
 
 # One decision, atomically, on the server's clock (no skew between instances).
@@ -291,4 +324,6 @@ def build(name: str, config: RateLimit, context: BuildContext) -> Handler:
     source = source_extractor(config.source_criterion)
     if config.redis is not None:
         return RedisRateLimitHandler(name, limits, source, redis_client(config.redis))
+    if limits.rate == math.inf:
+        return NoRateLimit(name)
     return RateLimitHandler(name, limits, source)

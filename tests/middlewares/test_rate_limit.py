@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.middlewares.rate_limit import Limits, RateLimitHandler, go_duration
+from proxy.middlewares.rate_limit import MAX_SOURCES, Limits, RateLimitHandler, go_duration
 from proxy.middlewares.source_criterion import client_ip
 from tests.integration.harness import Backend, Turnout, free_port, get, wait_until
 from tests.middlewares.traffic import (  # noqa: F401  (fixtures)
@@ -182,6 +182,17 @@ def test_stale_buckets_expire_and_memory_is_bounded() -> None:
     assert list(handler.buckets) == ["fresh"]
     # A bucket that expired starts full again, as a new source does.
     assert handler.reserve("fresh", 105.0) == 0.0
+
+
+def test_at_most_max_sources_are_kept_the_least_recently_seen_going_first() -> None:
+    handler = RateLimitHandler("rl", Limits(10, 1.0, 1), client_ip)
+    for index in range(MAX_SOURCES):
+        handler.reserve(index, 100.0)
+    handler.reserve(0, 100.5)  # seen again: now the most recent
+    handler.reserve("new", 100.6)  # none expired: the least recently seen (1) goes
+    assert len(handler.buckets) == MAX_SOURCES
+    assert 1 not in handler.buckets and 0 in handler.buckets and 2 in handler.buckets
+    assert list(handler.buckets)[-2:] == [0, "new"]
 
 
 def redis_limited(backend_url: str, redis_port: int, extra: str = "") -> str:
