@@ -192,6 +192,14 @@ class CompressHandler(Handler):
     def on_response(self, ex: Exchange, head: ResponseHead) -> None:
         if ex.is_head:
             return
+        if not self.default:
+            # No Accept-Encoding and no default encoding: nothing to do, found
+            # with the cheapest look at the request's fields.
+            for field in ex.fields:
+                if field[0] == b"accept-encoding":
+                    break
+            else:
+                return
         accept: list[bytes] = []
         for lname, _, value in ex.fields:
             if lname == b"accept-encoding":

@@ -25,6 +25,8 @@ class StripPrefixHandler(Handler):
 
     def on_request(self, ex: Exchange) -> None:
         path = ex.path
+        if not path.startswith(self.prefixes):
+            return  # one call for the common case, no prefix at all
         for prefix in self.prefixes:
             if path.startswith(prefix):
                 rest = path[len(prefix) :]
