@@ -16,7 +16,8 @@ from urllib.parse import quote, unquote_to_bytes
 from proxy.http.errors import BadGateway, GatewayTimeout, HttpError, error_response
 from proxy.http.headers import CRLF, LAST_CHUNK, STATUS_LINES, chunk_size_line, has_ctl, is_token
 from proxy.http.resolver import ResolveError
-from proxy.middlewares.chain import apply_response, run_request, upstream_error
+from proxy.middlewares.base import ResponseHead
+from proxy.middlewares.chain import run_request, upstream_error
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from proxy.http.server import HttpConnection
     from proxy.http.spool import BodySpool, ResponseSpool
     from proxy.http.upstream import ServerPool, UpstreamConnection
-    from proxy.middlewares.base import BodyFilter, ResponseHead
+    from proxy.middlewares.base import BodyFilter
     from proxy.runtime.snapshot import RouteTarget, Snapshot
     from proxy.services.healthcheck import PassiveHealthCheck
     from proxy.services.loadbalancer import Server
@@ -455,7 +456,10 @@ class Exchange:
         route = self.route
         head = None
         if route is not None and route.chain is not None and route.chain.has_responders:
-            head = apply_response(self, status, parts)
+            # The chain's response hooks, innermost first, on a head they may change.
+            head = ResponseHead(status, parts)
+            for on_response in route.chain.response_hooks:
+                on_response(self, head)
             if head.replaced:
                 # A middleware answers instead: the backend's body is read and dropped.
                 self.replaced = head.replaced

@@ -706,8 +706,12 @@ class HttpConnection(asyncio.Protocol):
         observe = self.entrypoint.observe
         if observe is not None:
             observe(ex)  # metrics and the access log: counters and a buffer, no I/O
-        if ex.route is not None and ex.route.chain is not None:
-            finish_chain(ex, ex.status)
+        route = ex.route
+        if route is not None and route.chain is not None:
+            if route.chain.finishers:
+                finish_chain(ex, ex.status)
+            else:
+                ex.finished = True  # what finish_chain does when no handler has on_done
         if ex is not self.active:
             return
         self.active = None

@@ -9,18 +9,39 @@ from proxy.middlewares.base import AFTER_BODY, BODY_FIRST, PENDING, Answer, Hand
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
+    from proxy.runtime.snapshot import RouteTarget
 
 
 class CompiledChain:
     """The handlers of one router, in order, with the hooks each phase needs precomputed."""
 
-    __slots__ = ("all_responders", "finishers", "handlers", "has_responders", "retriers")
+    __slots__ = (
+        "finishers",
+        "handlers",
+        "has_responders",
+        "positions",
+        "requesters",
+        "response_hooks",
+        "retriers",
+        "size",
+    )
 
     def __init__(self, handlers: tuple[Handler, ...]) -> None:
         self.handlers = handlers
+        self.size = len(handlers)
+        # For each start position, the bound on_request of the handlers from
+        # there that have one: the runner loops over no others. ``positions``
+        # finds a hook's handler when it does not return None; by id, as each
+        # bound method is a distinct object even where a handler comes twice.
+        hooks = [(index, h.on_request) for index, h in enumerate(handlers) if h.has_request]
+        self.requesters = tuple(
+            tuple(hook for index, hook in hooks if index >= start)
+            for start in range(len(handlers) + 1)
+        )
+        self.positions = {id(hook): index for index, hook in hooks}
         self.has_responders = any(h.has_response for h in handlers)
         # Every response of the service meets these, innermost first: computed once.
-        self.all_responders = tuple(h for h in reversed(handlers) if h.has_response)
+        self.response_hooks = tuple(h.on_response for h in reversed(handlers) if h.has_response)
         self.finishers = tuple(h for h in handlers if h.has_done)
         # Innermost first: the retry closest to the service decides first.
         self.retriers = tuple(h for h in reversed(handlers) if h.has_upstream_error)
@@ -38,33 +59,39 @@ class CompiledChain:
 
 def run_request(ex: Exchange, start: int = 0) -> None:
     """Run the request hooks from ``start``; then the service, unless a handler stops it."""
-    route = ex.route
-    assert route is not None and route.chain is not None
-    handlers = route.chain.handlers
-    for index in range(start, len(handlers)):
-        handler = handlers[index]
-        if not handler.has_request:
-            continue
-        verdict = handler.on_request(ex)
-        if verdict is None:
-            continue
-        ex.chain_pos = index + 1
-        if verdict is PENDING:
-            return
-        if verdict is AFTER_BODY:
-            if ex.request_done:
-                continue
-            ex.waiting_body = True
-            return
-        if verdict is BODY_FIRST:
-            ex.chain_pos = index  # this handler again, with the body
-            ex.waiting_body = True
-            return
-        assert isinstance(verdict, Answer)
-        send_answer(ex, verdict, index)
+    # Only ever called for a routed exchange whose router has a chain: no
+    # asserts, this runs for every such request.
+    route: RouteTarget = ex.route  # type: ignore[assignment]
+    chain: CompiledChain = route.chain  # type: ignore[assignment]
+    for on_request in chain.requesters[start]:
+        verdict = on_request(ex)
+        if verdict is not None:
+            break
+    else:
+        ex.chain_pos = chain.size
+        # call_service, inlined: this is every request's way to its service.
+        ex.service_called = True
+        if route.internal is None:
+            route.service.serve(ex)  # type: ignore[union-attr]  # not internal: a service
+        elif ex.request_done:
+            route.internal(ex)  # internal services answer once the whole body is read
         return
-    ex.chain_pos = len(handlers)
-    call_service(ex)
+    index = chain.positions[id(on_request)]
+    ex.chain_pos = index + 1
+    if verdict is PENDING:
+        return
+    if verdict is AFTER_BODY:
+        if ex.request_done:
+            run_request(ex, index + 1)
+            return
+        ex.waiting_body = True
+        return
+    if verdict is BODY_FIRST:
+        ex.chain_pos = index  # this handler again, with the body
+        ex.waiting_body = True
+        return
+    assert isinstance(verdict, Answer)
+    send_answer(ex, verdict, index)
 
 
 def call_service(ex: Exchange) -> None:
@@ -191,16 +218,6 @@ def send_answer(ex: Exchange, response: Answer, position: int) -> None:
         parts.append(body)
     ex.status = status
     conn.respond(ex, b"".join(parts), close)
-
-
-def apply_response(ex: Exchange, status: int, lines: list[bytes]) -> ResponseHead:
-    """Pass a backend response head through every handler of the chain, innermost first."""
-    route = ex.route
-    assert route is not None and route.chain is not None
-    head = ResponseHead(status, lines)
-    for handler in route.chain.all_responders:
-        handler.on_response(ex, head)
-    return head
 
 
 def finish(ex: Exchange, status: int) -> None:
