@@ -27,7 +27,9 @@ and starts a new writer if one exits.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import logging
 import marshal
 import os
@@ -51,6 +53,8 @@ log = logging.getLogger("turnout")
 # Frames waiting for the pipe beyond this are dropped (and counted): a writer
 # that cannot keep up must not make the proxy's memory grow without bound.
 MAX_BACKLOG = 64 * 1024 * 1024
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+PIPE_SIZE = 1024 * 1024
 # A writer that exits is replaced after RESPAWN seconds, doubling up to
 # MAX_RESPAWN while each one dies within 10 s of its start.
 RESPAWN = 0.5
@@ -123,6 +127,8 @@ class Writer:
         finally:
             os.close(read)
         os.set_blocking(write, False)
+        with contextlib.suppress(OSError):  # room for a tick's frame, where allowed
+            fcntl.fcntl(write, F_SETPIPE_SZ, PIPE_SIZE)
         self.pipe = write
         self._last_spawn = time.monotonic()
         log.debug("accessLog: writer process %d started", self.process.pid)
