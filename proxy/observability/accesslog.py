@@ -7,9 +7,9 @@ exchange's *record* (``accesslines.http_record``: a flat tuple, about a
 microsecond) and appends it to a list; no formatting, no write. The loop sends
 what accumulated every ``FLUSH_INTERVAL`` (0.1 s), or as soon as
 ``bufferingSize`` records wait (Traefik's option: lines kept in memory before
-writing; 0, the default, means 4,096 with a writer process: few large frames,
-since each frame wakes the writer, and a woken writer may briefly take this
-process's core; 64 inline), to the writer process
+writing; 0, the default, means 64: one frame per tick instead measured worse,
+its bursts of formatting took the proxy's core and doubled p99), to the writer
+process
 (``proxy.observability.logwriter``), which formats the lines with Traefik's
 fields and writes them in one ``write`` per batch to the file opened
 ``O_APPEND`` (or stdout), so a line is never torn.
@@ -49,10 +49,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("turnout")
 
 FLUSH_INTERVAL = 0.1
-# Inline, without bufferingSize, lines are written at least every 64.
+# Without bufferingSize, records are sent at least every 64.
 MAX_BATCH = 64
-# With a writer process, records go at least every FLUSH_INTERVAL or this many.
-WRITER_BATCH = 4096
 INLINE = "inline"
 
 
@@ -91,10 +89,6 @@ class AccessLog:
                 log.error("accessLog: no writer process (%s); formatting lines in process", error)
             else:
                 self.writer.attach(loop)
-                if self.config.buffering_size <= 0:
-                    # Few, large frames: each one wakes the writer up, and a woken
-                    # writer may briefly take this process's core.
-                    self.limit = WRITER_BATCH
                 if self.fd > 2:
                     os.close(self.fd)  # the writer has its own copy
                 self.fd = -1
