@@ -9,7 +9,7 @@ proxy's event loop; ``LineFormatter`` is the same code in both places.
 
 Records are tuples of ints, floats, str, bytes and None, so ``marshal`` can
 carry a batch of them over a pipe at C speed. Field positions are fixed
-(``HTTP_*`` below); a record's first item tells its kind.
+(``HttpRecord`` below names them); a record's first item tells its kind.
 
 Formats, as Traefik writes them:
 
