@@ -29,18 +29,50 @@ PUMP_HIGH = 1024 * 1024
 PUMP_POLL = 0.002
 
 
-class BodySpool:
-    __slots__ = ("chunked", "file", "memory", "memory_limit", "payload", "size", "task", "writes")
+class _Held:
+    """Bytes kept in memory up to ``memory_limit``, past it all in an anonymous temporary file."""
 
-    def __init__(self, memory_limit: int, *, chunked: bool, held: list[bytes] | None) -> None:
+    __slots__ = ("file", "memory", "memory_limit", "size", "task")
+    prefix = "turnout-"
+
+    def __init__(self, memory_limit: int) -> None:
         self.memory_limit = memory_limit
-        self.chunked = chunked
         self.memory: list[bytes] = []
         self.file: IO[bytes] | None = None
-        self.size = 0  # bytes held, framing included
+        self.size = 0  # bytes held
+        self.task: asyncio.Future[None] | None = None  # sending them, from the file
+
+    def _keep(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.file is not None:
+            self.file.write(data)
+            return
+        self.memory.append(data)
+        if self.size > self.memory_limit:
+            # Closed by close() when the exchange ends, not at the end of this call.
+            self.file = tempfile.TemporaryFile(prefix=self.prefix)  # noqa: SIM115
+            self.file.writelines(self.memory)
+            self.memory = []
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        self.memory = []
+
+
+class BodySpool(_Held):
+    __slots__ = ("chunked", "payload", "writes")
+    prefix = "turnout-body-"
+
+    def __init__(self, memory_limit: int, *, chunked: bool, held: list[bytes] | None) -> None:
+        super().__init__(memory_limit)  # size: bytes held, chunk framing included
+        self.chunked = chunked
         self.payload = 0  # body bytes held, without chunk framing
         self.writes = 0
-        self.task: asyncio.Future[None] | None = None
         for data in held or ():
             self.write(data)
 
@@ -51,16 +83,7 @@ class BodySpool:
         if self.chunked and self.writes % 3 != 2:
             return
         self.payload += len(data)
-        self.size += len(data)
-        if self.file is not None:
-            self.file.write(data)
-            return
-        self.memory.append(data)
-        if self.size > self.memory_limit:
-            # Closed by close() when the exchange ends, not at the end of this call.
-            self.file = tempfile.TemporaryFile(prefix="turnout-body-")  # noqa: SIM115
-            self.file.writelines(self.memory)
-            self.memory = []
+        self._keep(data)
 
     def parts(self) -> list[bytes] | None:
         """Everything held, when it is all in memory (sent with the head); else None."""
@@ -97,17 +120,8 @@ class BodySpool:
             transport.write(data)
             position += len(data)
 
-    def close(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            self.task = None
-        if self.file is not None:
-            self.file.close()
-            self.file = None
-        self.memory = []
 
-
-class ResponseSpool:
+class ResponseSpool(_Held):
     """A response body held whole before the client gets it (buffering, as oxy's buffer).
 
     Up to ``memory_limit`` bytes in memory, the rest in an anonymous temporary
@@ -124,29 +138,13 @@ class ResponseSpool:
     body is whole: what is held then is what the client gets, its length known.
     """
 
-    __slots__ = (
-        "file",
-        "filter",
-        "first_parts",
-        "first_size",
-        "limit",
-        "memory",
-        "memory_limit",
-        "overflow",
-        "size",
-        "sniff",
-        "sniff_size",
-        "task",
-    )
+    __slots__ = ("filter", "first_parts", "first_size", "limit", "overflow", "sniff", "sniff_size")
+    prefix = "turnout-response-"
 
     def __init__(self, memory_limit: int, limit: int, overflow: Callable[[Exchange], None]) -> None:
-        self.memory_limit = memory_limit
+        super().__init__(memory_limit)
         self.limit = limit  # -1: refused whatever its size (its Content-Length said so)
         self.overflow = overflow  # answers instead once the body passed ``limit``
-        self.memory: list[bytes] = []
-        self.file: IO[bytes] | None = None
-        self.size = 0
-        self.task: asyncio.Future[None] | None = None
         self.filter: BodyFilter | None = None
         self.sniff: Callable[[bytes], None] | None = None
         self.sniff_size = 0
@@ -185,19 +183,11 @@ class ResponseSpool:
         return kept
 
     def _hold(self, data: bytes) -> bool:
-        self.size += len(data)
-        if self.limit and self.size > self.limit:
+        if self.limit and self.size + len(data) > self.limit:
+            self.size += len(data)
             self.close()  # the answer is a 500: nothing of this body is needed
             return False
-        if self.file is not None:
-            self.file.write(data)
-            return True
-        self.memory.append(data)
-        if self.size > self.memory_limit:
-            # Closed by close() when the exchange ends, not at the end of this call.
-            self.file = tempfile.TemporaryFile(prefix="turnout-response-")  # noqa: SIM115
-            self.file.writelines(self.memory)
-            self.memory = []
+        self._keep(data)
         return True
 
     def first(self, size: int) -> bytes:
@@ -240,13 +230,7 @@ class ResponseSpool:
         done()
 
     def close(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            self.task = None
-        if self.file is not None:
-            self.file.close()
-            self.file = None
-        self.memory = []
+        super().close()
         self.filter = None
         self.sniff = None
         self.first_parts = []

@@ -34,7 +34,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from proxy.observability.accesslines import (
-    REOPEN,
     AnyRecord,
     LineFormatter,
     http_record,
@@ -189,8 +188,6 @@ class AccessLog:
         line = self.formatter.line
         out = []
         for record in records:
-            if record[0] == REOPEN:
-                continue
             try:
                 text = line(record)
             except Exception:  # one odd request must not cost the others their lines

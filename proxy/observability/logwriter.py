@@ -42,11 +42,12 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from proxy.observability.accesslines import REOPEN, AnyRecord, LineFormatter
+
 if TYPE_CHECKING:
     import asyncio
 
     from proxy.config.static import AccessLog as AccessLogConfig
-    from proxy.observability.accesslines import AnyRecord
 
 log = logging.getLogger("turnout")
 
@@ -99,7 +100,6 @@ class Writer:
     def __init__(self, config: AccessLogConfig, fd: int) -> None:
         # Durations (minDuration) travel as seconds.
         self.config_json = msgspec.json.encode(config, enc_hook=float).decode()
-        self.path = config.file_path
         self.process: subprocess.Popen[bytes] | None = None
         self.pipe = -1
         self.backlog: list[tuple[bytes, int]] = []  # (frame or its rest, records in it)
@@ -231,7 +231,7 @@ class Writer:
             log.error("accessLog: cannot start a writer process: %s", error)
 
     def reopen(self) -> None:
-        self.send([(2,)])  # REOPEN, after every record before it
+        self.send([(REOPEN,)])  # after every record before it
 
     def close(self, timeout: float = 10.0) -> None:
         """Hand over what is queued, close the pipe, and wait for the writer to finish."""
@@ -279,8 +279,6 @@ def _write_until(fd: int, frames: list[bytes], deadline: float) -> int:
 
 def serve(config: AccessLogConfig, fd: int, source: int = 0) -> None:
     """The writer's loop: frames from ``source`` until end of file, lines to ``fd``."""
-    from proxy.observability.accesslines import REOPEN, LineFormatter
-
     formatter = LineFormatter(config)
     if fd < 0:
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from proxy.config.load import ConfigIssue
 from proxy.config.static import StaticConfig
 from proxy.observability import statsd
-from proxy.observability.accesslines import status_range as _status_range
+from proxy.observability.accesslines import status_range
 
 FORMATS = ("common", "json")
 FIELD_MODES = ("keep", "drop", "redact")
@@ -45,7 +45,7 @@ def static_issues(static: StaticConfig, source: str) -> list[ConfigIssue]:
         filters = access.filters
         if filters is not None:
             for index, codes in enumerate(filters.status_codes):
-                if _status_range(codes) is None:
+                if status_range(codes) is None:
                     issue(
                         f"accessLog.filters.statusCodes[{index}]",
                         f"expected a status code or a range like 500-599, got {codes!r}",
