@@ -35,9 +35,11 @@ digestAuth admitted, or forwardAuth's ``headerField`` named (``-`` otherwise).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 if TYPE_CHECKING:
     from proxy.config.static import AccessLog as AccessLogConfig
@@ -229,6 +231,9 @@ class LineFormatter:
         # JSON with Traefik's default fields and no headers: the fast formatter.
         self.fast = self.json and not self.dropped and not self.with_headers
         self.times = Times()
+        # A target that is not UTF-8: its bytes as they are in a common line,
+        # U+FFFD for each bad byte in JSON, as Go's encoder writes them.
+        self.path_errors = "replace" if self.json else "surrogateescape"
         filters = config.filters
         self.filtered = filters is not None and bool(
             filters.status_codes or filters.retry_attempts or float(filters.min_duration) > 0
@@ -258,7 +263,8 @@ class LineFormatter:
         if self.filtered and not self._wanted(record[7], record[16], record[2]):
             return None
         if self.fast:
-            return self._fast_json(record, now)
+            self.count -= 1  # counted again by the batch loop
+            return self._fast_lines([record], _raise) or None
         r = HttpRecord._make(record)
         fields = self.fields(r)
         headers = self.headers(r.fields)
@@ -310,77 +316,160 @@ class LineFormatter:
         )
         return line.encode("utf-8", "surrogateescape")
 
-    def _fast_json(self, record: AnyRecord, now: float) -> bytes:
-        """The JSON line of the default fields, without a dict: 2-3x cheaper (PERFORMANCE.md).
+    def lines(self, records: list[AnyRecord], report: Callable[[Exception], None]) -> bytes:
+        """The lines of a batch of records, in order, filtered ones left out.
 
-        Same bytes as ``_json(fields(...))``: keys in sorted order, pieces that
-        repeat (per client, route, Host, method and second) encoded once and cached.
+        A record whose line cannot be made is passed over, with the error given
+        to ``report``: one odd request must not cost the others their lines.
         """
-        (
-            _,
-            started,
-            duration,
-            remote,
-            client_ip,
-            forwarded,
-            user,
-            status,
-            size,
-            url,
-            router,
-            service,
-            host,
-            method,
-            target,
-            version,
-            retries,
-            request_bytes,
-            _,
-        ) = record
-        key = (remote, client_ip if forwarded is None else forwarded)
-        client = _CLIENTS.get(key)
-        if client is None:
-            client = _cache(_CLIENTS, key, _client_json(*key))
-        nanoseconds = int(duration * 1e9)
-        if host is None:
-            addr = host_name = host_port = b""
-        else:
-            pieces = _HOSTS.get(host)
-            if pieces is None:
-                pieces = _cache(_HOSTS, host, _host_json(host))
-            addr, host_name, host_port = pieces
-        route_key = (router, service, url)
-        routed = _ROUTES.get(route_key)
-        if routed is None:
-            routed = _cache(_ROUTES, route_key, _route_json(*route_key))
-        method_json = _METHODS.get(method)
-        if method_json is None:
-            method_json = _cache(_METHODS, method, _encode(method))
-        path = _PATHS.get(target)
-        if path is None:
-            path = _cache(_PATHS, target, _encode(target.decode("utf-8", "surrogateescape")))
+        if self.fast:
+            return self._fast_lines(records, report)
+        out = []
+        for record in records:
+            try:
+                text = self.line(record)
+            except Exception as error:
+                report(error)
+                continue
+            if text is not None:
+                out.append(text)
+        return b"".join(out)
+
+    def _fast_lines(self, records: list[AnyRecord], report: Callable[[Exception], None]) -> bytes:
+        """JSON lines of the default fields, for a batch (PERFORMANCE.md).
+
+        The same bytes as ``_json(fields(...))``: one ``JsonLine`` per record,
+        all of them encoded by msgspec in one call. What repeats (a client's
+        port, a Host's parts, a path, a server's address, the second's time
+        stamps) is made once and cached, and the loop keeps what it needs in
+        locals: the writer process formats every line of the proxy, so each
+        bytecode here is paid on every request.
+        """
+        structs: list[Any] = []
+        append = structs.append
+        count = self.count
+        filtered = self.filtered
+        ports = _PORTS
+        hosts = _HOST_PARTS
+        paths = _PATHS
+        addrs = _SERVICE_ADDRS
         times = self.times
-        return _LINE % (
-            client,
-            _NO_USER if not user else b'"ClientUsername":%b,' % _encode(user),
-            size,
-            status,
-            nanoseconds,
-            _ORIGIN % (size, status) if url and status else b"",
-            nanoseconds,
-            addr,
-            request_bytes,
-            self.count,
-            host_name,
-            method_json,
-            path,
-            host_port,
-            _PROTOCOLS[version == "1.1"],
-            retries,
-            routed,
-            times.json_starts(started),
-            times.json_time(now),
-        )
+        second = end_second = -1
+        utc_prefix = local_prefix = local_zone = ended = service_addr = ""
+        for record in records:
+            try:
+                (
+                    _,
+                    started,
+                    duration,
+                    remote,
+                    client_ip,
+                    forwarded,
+                    user,
+                    status,
+                    size,
+                    url,
+                    router,
+                    service,
+                    host,
+                    method,
+                    target,
+                    version,
+                    retries,
+                    request_bytes,
+                    _,
+                ) = record
+            except ValueError:  # a TCP record
+                self.count = count
+                try:
+                    text = self.line(record)
+                except Exception as error:
+                    report(error)
+                    text = None
+                count = self.count
+                if text is not None:
+                    append(msgspec.Raw(text[:-1]))  # its own encoding, without the newline
+                continue
+            count += 1
+            if filtered and not self._wanted(status, retries, duration):
+                continue
+            try:
+                port = ports.get(remote)
+                if port is None:
+                    port = _cache(ports, remote, remote.rpartition(":")[2])
+                if host is None:
+                    addr = host_name = host_port = UNSET
+                else:
+                    parts = hosts.get(host)
+                    if parts is None:
+                        parts = _cache(hosts, host, _host_parts(host))
+                    addr, host_name, host_port = parts
+                path = paths.get(target)
+                if path is None:
+                    path = _cache(paths, target, target.decode("utf-8", "replace"))
+                if int(started) != second:
+                    second = int(started)
+                    utc_prefix, local_prefix, local_zone = times.prefixes(second)
+                micro = int((started - second) * 1e6)
+                if micro % 10:
+                    fraction = f".{micro:06d}"
+                else:
+                    fraction = f".{micro:06d}".rstrip("0") if micro else ""
+                start_utc = utc_prefix + fraction + "Z"
+                end = started + duration
+                if int(end) != end_second:
+                    end_second = int(end)
+                    ended = times.rfc3339(end)
+                nanoseconds = int(duration * 1e9)
+                answered = url and status
+                if answered:
+                    service_addr = addrs.get(url) or _service_addr(url)
+                append(
+                    JsonLine(
+                        remote,
+                        client_ip if forwarded is None else forwarded,
+                        port,
+                        user or "-",
+                        size,
+                        status,
+                        nanoseconds,
+                        size if answered else UNSET,
+                        status if answered else UNSET,
+                        nanoseconds,
+                        addr,
+                        request_bytes,
+                        count,
+                        host_name,
+                        method,
+                        path,
+                        host_port,
+                        "HTTP/1.1" if version == "1.1" else f"HTTP/{version}",
+                        "http",
+                        retries,
+                        router or UNSET,
+                        service_addr if answered else UNSET,
+                        service if router else UNSET,
+                        url if answered else UNSET,
+                        start_utc if local_zone == "Z" else local_prefix + fraction + local_zone,
+                        start_utc,
+                        "info",
+                        "",
+                        ended,
+                    )
+                )
+            except Exception as error:
+                report(error)
+        self.count = count
+        try:
+            return _encode_lines(structs)
+        except Exception:  # one line msgspec refuses: find it, keep the others
+            out = []
+            for struct in structs:
+                try:
+                    out.append(_encode_lines((struct,)))
+                except Exception as error:
+                    report(error)
+            return b"".join(out)
 
     def _wanted(self, status: int, retries: int, duration: float) -> bool:
         if any(low <= status <= high for low, high in self.status_ranges):
@@ -415,7 +504,7 @@ class LineFormatter:
             "RequestCount": self.count,
             "RequestHost": request_host,
             "RequestMethod": r.method,
-            "RequestPath": r.target.decode("utf-8", "surrogateescape"),
+            "RequestPath": r.target.decode("utf-8", self.path_errors),
             "RequestPort": request_port,
             "RequestProtocol": "HTTP/1.1" if r.version == "1.1" else f"HTTP/{r.version}",
             "RequestScheme": "http",
@@ -496,6 +585,10 @@ class LineFormatter:
         return line.encode("utf-8", "surrogateescape")
 
 
+def _raise(error: Exception) -> None:
+    raise error
+
+
 def _plain(value: object) -> str:
     return "-" if value is None or value == "" else str(value)
 
@@ -507,23 +600,47 @@ def _quoted(value: object) -> str:
     return str(value) if isinstance(value, int) else f'"{value}"'
 
 
-_encode = msgspec.json.encode
-_NO_USER = b'"ClientUsername":"-",'
-_ORIGIN = b'"OriginContentSize":%d,"OriginStatus":%d,'
-_PROTOCOLS = (b'"RequestProtocol":"HTTP/1.0",', b'"RequestProtocol":"HTTP/1.1",')
-# One JSON line of the default fields, keys in Go's order; one % fills it.
-_LINE = (
-    b'%b%b"DownstreamContentSize":%d,"DownstreamStatus":%d,"Duration":%d,%b"Overhead":%d,%b'
-    b'"RequestContentSize":%d,"RequestCount":%d,%b"RequestMethod":%b,"RequestPath":%b,%b%b'
-    b'"RequestScheme":"http","RetryAttempts":%d,%b%b"level":"info","msg":"","time":%b}\n'
-)
+_encode_lines = msgspec.json.Encoder().encode_lines
 
-# Encoded pieces of JSON lines that repeat, by what they depend on (bounded).
-_CLIENTS: dict[tuple[str, str], bytes] = {}
-_HOSTS: dict[bytes, tuple[bytes, bytes, bytes]] = {}
-_ROUTES: dict[tuple[str, str, str], bytes] = {}
-_METHODS: dict[str, bytes] = {}
-_PATHS: dict[bytes, bytes] = {}
+
+class JsonLine(msgspec.Struct, gc=False):
+    """A JSON line of Traefik's default fields, in Go's (sorted) key order; UNSET: absent."""
+
+    ClientAddr: str | UnsetType = UNSET
+    ClientHost: str | UnsetType = UNSET
+    ClientPort: str | UnsetType = UNSET
+    ClientUsername: str | UnsetType = UNSET
+    DownstreamContentSize: int | UnsetType = UNSET
+    DownstreamStatus: int | UnsetType = UNSET
+    Duration: int | UnsetType = UNSET
+    OriginContentSize: int | UnsetType = UNSET
+    OriginStatus: int | UnsetType = UNSET
+    Overhead: int | UnsetType = UNSET
+    RequestAddr: str | UnsetType = UNSET
+    RequestContentSize: int | UnsetType = UNSET
+    RequestCount: int | UnsetType = UNSET
+    RequestHost: str | UnsetType = UNSET
+    RequestMethod: str | UnsetType = UNSET
+    RequestPath: str | UnsetType = UNSET
+    RequestPort: str | UnsetType = UNSET
+    RequestProtocol: str | UnsetType = UNSET
+    RequestScheme: str | UnsetType = UNSET
+    RetryAttempts: int | UnsetType = UNSET
+    RouterName: str | UnsetType = UNSET
+    ServiceAddr: str | UnsetType = UNSET
+    ServiceName: str | UnsetType = UNSET
+    ServiceURL: str | UnsetType = UNSET
+    StartLocal: str | UnsetType = UNSET
+    StartUTC: str | UnsetType = UNSET
+    level: str | UnsetType = UNSET
+    msg: str | UnsetType = UNSET
+    time: str | UnsetType = UNSET
+
+
+# What repeats from line to line, made once (bounded: these come from clients).
+_PORTS: dict[str, str] = {}  # a client address's port
+_HOST_PARTS: dict[bytes, tuple[str, str, str]] = {}  # Host: (RequestAddr, Host, Port)
+_PATHS: dict[bytes, str] = {}  # a request target, as Go's JSON encoder shows its bytes
 CACHE_LIMIT = 4096
 
 
@@ -534,35 +651,9 @@ def _cache(cache: dict[Any, Any], key: Any, value: Any) -> Any:
     return value
 
 
-def _client_json(remote: str, host: str) -> bytes:
-    return b'{"ClientAddr":%b,"ClientHost":%b,"ClientPort":%b,' % (
-        _encode(remote),
-        _encode(host),
-        _encode(remote.rpartition(":")[2]),
-    )
-
-
-def _host_json(host: bytes) -> tuple[bytes, bytes, bytes]:
+def _host_parts(host: bytes) -> tuple[str, str, str]:
     text = host.decode("latin-1")
-    name, port = _split_host_port(text)
-    return (
-        b'"RequestAddr":%b,' % _encode(text),
-        b'"RequestHost":%b,' % _encode(name),
-        b'"RequestPort":%b,' % _encode(port),
-    )
-
-
-def _route_json(router: str, service: str, url: str) -> bytes:
-    if not router:
-        return b""
-    if not url:
-        return b'"RouterName":%b,"ServiceName":%b,' % (_encode(router), _encode(service))
-    return b'"RouterName":%b,"ServiceAddr":%b,"ServiceName":%b,"ServiceURL":%b,' % (
-        _encode(router),
-        _encode(_service_addr(url)),
-        _encode(service),
-        _encode(url),
-    )
+    return (text, *_split_host_port(text))
 
 
 _HOST_PORTS: dict[str, tuple[str, str]] = {}
@@ -593,7 +684,6 @@ class Times:
     def __init__(self) -> None:
         self._second: dict[tuple[str, bool], tuple[int, str]] = {}
         self._starts: tuple[int, str, str, str] = (-1, "", "", "")
-        self._time: tuple[int, bytes] = (-1, b"")
 
     def _cached(self, kind: str, utc: bool, second: int) -> str:
         key = (kind, utc)
@@ -623,18 +713,10 @@ class Times:
     def rfc3339(self, when: float) -> str:
         return self._cached("rfc3339", False, int(when))
 
-    def json_starts(self, when: float) -> bytes:
-        """``"StartLocal":"...","StartUTC":"...",`` of a JSON line."""
-        utc, local = self.starts(when)
-        return b'"StartLocal":"%b","StartUTC":"%b",' % (local.encode(), utc.encode())
-
-    def json_time(self, when: float) -> bytes:
-        """logrus' ``time`` value, quoted (one per second, cached)."""
-        second = int(when)
-        cached = self._time
-        if cached[0] != second:
-            cached = self._time = (second, _encode(self.rfc3339(when)))
-        return cached[1]
+    def prefixes(self, second: int) -> tuple[str, str, str]:
+        """(UTC up to the second, local up to the second, local zone) of a Unix second."""
+        utc, local = self.starts(second)
+        return utc[:19], local[:19], local[19:]
 
     def starts(self, when: float) -> tuple[str, str]:
         """(StartUTC, StartLocal) in Go's JSON form: RFC 3339, fraction without trailing zeros."""

@@ -185,15 +185,11 @@ class AccessLog:
         """Inline: format and write in this process."""
         if self.fd < 0:
             return
-        line = self.formatter.line
-        out = []
-        for record in records:
-            try:
-                text = line(record)
-            except Exception:  # one odd request must not cost the others their lines
-                log.exception("accessLog: formatting a line failed")
-                continue
-            if text is not None:
-                out.append(text)
+        out = self.formatter.lines(records, _report)
         if out:
-            write_all(self.fd, b"".join(out))
+            write_all(self.fd, out)
+
+
+def _report(error: Exception) -> None:
+    # One odd request must not cost the others their lines.
+    log.error("accessLog: formatting a line failed: %r", error)

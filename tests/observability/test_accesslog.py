@@ -251,19 +251,51 @@ async def test_the_fast_json_formatter_writes_the_same_bytes_as_the_generic_one(
     client.data_received(b"GET / HTTP/1.0\r\n\r\n")
     upstream.data_received(RESPONSE)
     assert len(seen) == 2
-    for ex in seen:
-        record = http_record(ex, ex.started + 0.0123, 1_700_000_000.0, False)
+    records = []
+    for i, ex in enumerate(seen):
+        # Starts on and off a whole second, and fractions with trailing zeros.
+        record = http_record(ex, ex.started + 0.0123, 1_700_000_000.0 + i * 0.25, False)
         named = HttpRecord._make(record)  # the request path's tuple has the fields' order
         assert (named.method, named.target) == (ex.method, ex.original_target or ex.target)
         assert (named.status, named.router) == (ex.status, ex.route.router)
-        fast = formatter.line(record)
-        formatter.fast = False
-        formatter.count -= 1  # the same RequestCount for both
-        generic = formatter.line(record)
-        formatter.fast = True
-        assert fast == generic
-        parsed = json.loads(fast)
-        assert abs(parsed["Duration"] - 12_300_000) <= 1
+        records.append(record)
+    unrouted = HttpRecord._make(records[1])._replace(router="", service="", url="", host=None)
+    records.append(tuple(unrouted))
+    batch = formatter.lines(records, _fail)
+    formatter.fast = False
+    formatter.count -= len(records)  # the same RequestCount for both
+    generic = formatter.lines(records, _fail)
+    assert batch == generic
+    lines = [json.loads(line) for line in batch.splitlines()]
+    assert [line["RequestCount"] for line in lines] == [1, 2, 3]
+    assert abs(lines[0]["Duration"] - 12_300_000) <= 1
+    assert lines[1]["RequestProtocol"] == "HTTP/1.0"
+    assert "RouterName" not in lines[2] and "RequestHost" not in lines[2]
+    assert "OriginStatus" not in lines[2] and lines[2]["DownstreamStatus"] == 200
+
+
+def test_one_batch_holds_http_and_tcp_lines_and_survives_a_bad_record():
+    from proxy.config.static import AccessLog as AccessLogConfig
+    from proxy.observability.accesslines import HTTP, TCP, LineFormatter
+
+    http = (HTTP, 1_700_000_000.5, 0.002, "10.0.0.1:5000", "10.0.0.1", None, "", 200, 12)
+    http += ("http://10.0.0.9:80", "r@file", "s@file", b"a.test", "GET", b"/x", "1.1", 0, 0, None)
+    tcp = (TCP, 1_700_000_001.0, 1.5, "10.0.0.2", "6000", "db@file", "10.0.0.8:5432", "db@file")
+    broken = (HTTP, "not a time", *http[2:])
+    errors: list[Exception] = []
+    formatter = LineFormatter(AccessLogConfig(format="json"))
+    text = formatter.lines([http, tcp, broken, http], errors.append)
+    lines = [json.loads(line) for line in text.decode().splitlines()]
+    assert [line["RequestProtocol"] for line in lines] == ["HTTP/1.1", "TCP", "HTTP/1.1"]
+    assert [line["RequestCount"] for line in lines] == [1, 2, 4]  # the broken one was counted
+    assert lines[1]["ServiceAddr"] == "10.0.0.8:5432" and lines[1]["Duration"] == 1_500_000_000
+    assert lines[0]["StartUTC"] == "2023-11-14T22:13:20.5Z"
+    assert lines[0]["ServiceAddr"] == "10.0.0.9:80" and lines[0]["RequestHost"] == "a.test"
+    assert len(errors) == 1 and "not a time" in str(errors[0])
+
+
+def _fail(error: Exception) -> None:
+    raise AssertionError(f"a line failed: {error!r}")
 
 
 def test_a_line_per_routed_tcp_connection(backend, turnout, tmp_path):
