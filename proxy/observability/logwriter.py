@@ -5,16 +5,18 @@ Theory of operation
 A line costs the proxy's event loop a few microseconds to format, and under
 load that is a sizeable share of a request (PERFORMANCE.md). So the proxy
 only builds a compact record per request (``accesslines.http_record``) and
-sends batches of them, ``marshal``-ed, through a pipe to this process, which
+sends batches of them, as MessagePack, through a pipe to this process, which
 formats them with the same ``LineFormatter`` and writes whole lines to the file
 (``O_APPEND``, one ``write`` per batch, so no line is ever torn). The work then
 runs on another core, as Traefik's log writer runs in its own goroutine.
 
-The pipe carries frames: a 4-byte big-endian length, then a marshal-ed list of
-records. A ``REOPEN`` record makes the writer reopen ``filePath`` after writing
-every line before it (SIGUSR1 in the proxy: log rotation), so no line is lost
-or written to the wrong file. End of file on the pipe (the proxy closed it, or
-died) makes the writer write what it holds and exit.
+The pipe carries frames: a 4-byte big-endian length, then a MessagePack array
+of records (msgspec's encoder costs the proxy 1,500 instructions a record,
+``marshal`` 2,600, ``pickle`` 3,200). A ``REOPEN`` record, in a frame of its
+own, makes the writer reopen ``filePath`` after writing every line before it
+(SIGUSR1 in the proxy: log rotation), so no line is lost or written to the
+wrong file. End of file on the pipe (the proxy closed it, or died) makes the
+writer write what it holds and exit.
 
 The writer ignores SIGINT and SIGTERM: a Ctrl-C or a service manager signals
 the whole process group, and the proxy's last lines must still be written; the
@@ -31,7 +33,6 @@ import contextlib
 import errno
 import fcntl
 import logging
-import marshal
 import os
 import select
 import signal
@@ -50,6 +51,9 @@ if TYPE_CHECKING:
     from proxy.config.static import AccessLog as AccessLogConfig
 
 log = logging.getLogger("turnout")
+
+_pack = msgspec.msgpack.Encoder().encode
+_unpack = msgspec.msgpack.Decoder().decode
 
 # Frames waiting for the pipe beyond this are dropped (and counted): a writer
 # that cannot keep up must not make the proxy's memory grow without bound.
@@ -140,7 +144,7 @@ class Writer:
         if self.pipe < 0:  # between a writer's death and its replacement
             self.dropped += len(records)
             return
-        data = marshal.dumps(records)
+        data = _pack(records)
         frame = len(data).to_bytes(4, "big") + data
         if self.backlog:
             self._queue(frame, len(records))
@@ -303,7 +307,7 @@ def serve(config: AccessLogConfig, fd: int, source: int = 0) -> None:
             size = int.from_bytes(buffer[start : start + 4], "big")
             if len(buffer) - start - 4 < size:
                 break
-            records = marshal.loads(buffer[start + 4 : start + 4 + size])
+            records = _unpack(buffer[start + 4 : start + 4 + size])
             start += 4 + size
             if len(records) == 1 and records[0][0] == REOPEN:  # a frame of its own
                 write_all(fd, b"".join(out))
