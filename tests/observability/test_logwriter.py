@@ -59,6 +59,9 @@ def test_one_writer_process_formats_the_lines(backend, turnout, tmp_path):
     assert wait_until(lambda: _count(log) >= 20, 10), _count(log)
     assert writers_of(proxy.pid) == [writer]
     assert f"accessLog: writer process {writer} started" in proxy.stderr()
+    # Batch work: it must not preempt the proxy's loop when a frame arrives.
+    policy = int(Path(f"/proc/{writer}/stat").read_text().rsplit(")", 1)[1].split()[38])
+    assert policy == os.SCHED_BATCH
 
 
 def test_a_writer_that_dies_is_replaced_and_logging_goes_on(backend, turnout, tmp_path):
