@@ -8,8 +8,9 @@ the access log's writer process (``proxy.observability.logwriter``), off the
 proxy's event loop; ``LineFormatter`` is the same code in both places.
 
 Records are tuples of ints, floats, str, bytes and None, so MessagePack
-carries a batch of them over a pipe at C speed (they arrive as lists). Field positions are fixed
-(``HttpRecord`` below names them); a record's first item tells its kind.
+carries a batch of them over a pipe at C speed (they arrive as lists). Field
+positions are fixed (``HttpRecord`` below names them); a record's first item
+tells its kind.
 
 Formats, as Traefik writes them:
 
