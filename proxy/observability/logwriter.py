@@ -112,24 +112,30 @@ class Writer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_spawn = 0.0
         self._died_at = 0.0
+        self._errors: dict[int, bytes] = {}  # each writer's stderr pipe: a partial line
         self._backoff = RESPAWN
         self._spawn(fd)
 
     def _spawn(self, fd: int) -> None:
         """Start a writer on ``fd`` (-1: it opens ``filePath`` itself)."""
         read, write = os.pipe()
+        errors, errors_in = os.pipe()
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "proxy.observability.logwriter", self.config_json, str(fd)],
                 stdin=read,
+                stderr=errors_in,
                 pass_fds=(fd,) if fd > 2 else (),
                 close_fds=True,
             )
         except BaseException:
             os.close(write)
+            os.close(errors)
             raise
         finally:
             os.close(read)
+            os.close(errors_in)
+        self._watch_errors(errors)
         os.set_blocking(write, False)
         with contextlib.suppress(OSError):  # room for a tick's frame, where allowed
             fcntl.fcntl(write, F_SETPIPE_SZ, PIPE_SIZE)
@@ -139,6 +145,48 @@ class Writer:
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        for fd in self._errors:
+            loop.add_reader(fd, self._read_errors, fd)
+
+    # -- the writer's own errors, into Turnout's log -----------------------------
+
+    def _watch_errors(self, fd: int) -> None:
+        """The writer's stderr: its messages become Turnout's log lines (``log.filePath``)."""
+        os.set_blocking(fd, False)
+        self._errors[fd] = b""
+        if self._loop is not None:
+            self._loop.add_reader(fd, self._read_errors, fd)
+
+    def _read_errors(self, fd: int) -> None:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if chunk:
+            *lines, rest = (self._errors[fd] + chunk).split(b"\n")
+            self._errors[fd] = rest[-4096:]  # a message without a newline stays bounded
+            for line in lines:
+                _log_error(line)
+            return
+        _log_error(self._errors.pop(fd, b""))  # end of file: the writer has gone
+        if self._loop is not None:
+            self._loop.remove_reader(fd)
+        os.close(fd)
+
+    def _drain_errors(self) -> None:
+        """After the writer exited: what it said last, then the pipes closed."""
+        for fd in list(self._errors):
+            for _ in range(64):  # its pipe holds at most 64 KiB: end of file comes
+                if fd not in self._errors:
+                    break
+                self._read_errors(fd)
+            if fd in self._errors:  # a descendant still holds the pipe: stop listening
+                _log_error(self._errors.pop(fd))
+                if self._loop is not None:
+                    self._loop.remove_reader(fd)
+                os.close(fd)
 
     def send(self, records: list[AnyRecord]) -> None:
         if self.pipe < 0:  # between a writer's death and its replacement
@@ -258,6 +306,14 @@ class Writer:
             log.error("accessLog: the writer process %d did not finish; killed", process.pid)
             process.kill()
             process.wait()
+        self._drain_errors()
+
+
+def _log_error(line: bytes) -> None:
+    text = line.decode("utf-8", "replace").strip()
+    if text:
+        # The writer prints "turnout accessLog: ..."; Turnout's log says who it is.
+        log.error("%s", text.removeprefix("turnout "))
 
 
 def _write_until(fd: int, frames: list[bytes], deadline: float) -> int:

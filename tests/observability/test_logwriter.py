@@ -80,15 +80,20 @@ def test_a_writer_that_dies_is_replaced_and_logging_goes_on(backend, turnout, tm
     assert second != first and not alive(first)
 
 
-def _run(tmp_path: Path, server_url: str, **popen: object) -> tuple[subprocess.Popen[bytes], int]:
-    """``turnout run`` with a JSON access log at tmp_path/access.json, stopped by the test."""
+def _run(
+    tmp_path: Path, server_url: str, extra: str = "", **popen: object
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``turnout run`` with a JSON access log at tmp_path/access.json, stopped by the test.
+
+    ``extra``: more static configuration (TOML tables).
+    """
     port = free_port()
     dynamic = tmp_path / "dynamic.toml"
     dynamic.write_text(dynamic_for(server_url))
     static = tmp_path / "static.toml"
     static.write_text(
         f'[entryPoints.web]\naddress = "127.0.0.1:{port}"\n'
-        f'[providers.file]\nfilename = "{dynamic}"\n' + _static(tmp_path / "access.json")
+        f'[providers.file]\nfilename = "{dynamic}"\n' + _static(tmp_path / "access.json") + extra
     )
     options: dict[str, object] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     options.update(popen)
@@ -114,7 +119,8 @@ def test_a_writer_that_cannot_start_is_retried_less_and_less_often(backend, turn
     folder.write_text("not a folder")  # the next writer cannot open logs/access.json
     os.kill(first, signal.SIGKILL)
     assert wait_until(lambda: "starting another in 2s" in proxy.stderr(), 10), proxy.stderr()
-    assert f"turnout accessLog: cannot open {log}: " in proxy.stderr()
+    # The writer's own message is a line of Turnout's log, with its level.
+    assert wait_until(lambda: f"ERR accessLog: cannot open {log}: " in proxy.stderr(), 5)
     assert get(proxy.port, "/meanwhile").status == 200  # traffic never waits for the log
     folder.unlink()
     folder.mkdir()
@@ -172,5 +178,32 @@ def test_inline_formats_in_process(backend, tmp_path):
         assert wait_until(lambda: '"/inline"' in (log.read_text() if log.exists() else ""), 10)
         process.terminate()
         assert process.wait(15) == 0
+    finally:
+        _reap(process)
+
+
+def test_the_writers_own_errors_go_to_log_file_path(backend, tmp_path):
+    """At 3 a.m. the operator reads log.filePath: what the writer says must be there."""
+    server = backend()
+    turnout_log = tmp_path / "turnout.log"
+    extra = f'[log]\nfilePath = "{turnout_log}"\n'
+    process, port = _run(tmp_path, server.url, extra, stderr=subprocess.PIPE)
+    try:
+        [first] = writers_of(process.pid)
+        log = tmp_path / "access.json"
+        log.unlink()
+        log.mkdir()  # the next writer cannot open access.json
+        os.kill(first, signal.SIGKILL)
+
+        def said() -> str:
+            return turnout_log.read_text() if turnout_log.exists() else ""
+
+        assert wait_until(lambda: f"ERR accessLog: cannot open {log}: " in said(), 10), said()
+        assert wait_until(lambda: "exited with status 1" in said(), 5), said()
+        assert get(port, "/meanwhile").status == 200
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=20)
+        assert process.returncode == 0
+        assert b"cannot open" not in stderr  # nothing of it left on stderr
     finally:
         _reap(process)
