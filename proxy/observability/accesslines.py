@@ -356,7 +356,7 @@ class LineFormatter:
         addrs = _SERVICE_ADDRS
         times = self.times
         second = end_second = -1
-        utc_prefix = local_prefix = local_zone = ended = service_addr = ""
+        utc_prefix = local_prefix = local_zone = ended = ""
         for record in records:
             try:
                 (
@@ -422,9 +422,11 @@ class LineFormatter:
                     end_second = int(end)
                     ended = times.rfc3339(end)
                 nanoseconds = int(duration * 1e9)
-                answered = url and status
-                if answered:
+                if url and status:  # a server answered: the origin fields
                     service_addr = addrs.get(url) or _service_addr(url)
+                    origin_size, origin_status, service_url = size, status, url
+                else:
+                    service_addr = origin_size = origin_status = service_url = UNSET
                 append(
                     JsonLine(
                         remote,
@@ -434,8 +436,8 @@ class LineFormatter:
                         size,
                         status,
                         nanoseconds,
-                        size if answered else UNSET,
-                        status if answered else UNSET,
+                        origin_size,
+                        origin_status,
                         nanoseconds,
                         addr,
                         request_bytes,
@@ -448,9 +450,9 @@ class LineFormatter:
                         "http",
                         retries,
                         router or UNSET,
-                        service_addr if answered else UNSET,
+                        service_addr,
                         service if router else UNSET,
-                        url if answered else UNSET,
+                        service_url,
                         start_utc if local_zone == "Z" else local_prefix + fraction + local_zone,
                         start_utc,
                         "info",
