@@ -6,12 +6,16 @@ Async tests: the resolver the pools use wants a running loop.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import time
+from dataclasses import replace
 
 from benchmarks.hotpath import REQUEST, RESPONSE, setup
 from proxy.config.load import decode_dynamic
 from proxy.config.static import StaticConfig
+from proxy.http.exchange import Exchange
 from proxy.http.resolver import Resolver
-from proxy.observability.metrics import BUCKETS, REGISTRY, Registry
+from proxy.observability.metrics import BUCKETS, REGISTRY, Registry, recorder
 from proxy.runtime.snapshot import PoolRegistry, build_snapshot
 
 
@@ -56,6 +60,33 @@ async def test_unrouted_requests_count_for_the_entry_point_only() -> None:
     assert REGISTRY.entrypoints()["web"].codes[404] == before + 7
     after = {name: t.requests for name, t in REGISTRY.routers().items()}
     assert {n: c for n, c in after.items() if routers_before.get(n, 0) != c} == {}
+
+
+async def test_each_duration_lands_in_its_histogram_bucket() -> None:
+    """The recorder's shortcut for the first bounds agrees with bisecting them all."""
+    client, upstream, _, _ = setup()
+    finished: list[Exchange] = []
+    client.entrypoint.observe = finished.append
+    client.data_received(REQUEST)
+    upstream.data_received(RESPONSE)
+    [ex] = finished
+    registry = Registry((0.0002, 0.3))  # a custom bound below the fine grid's first
+    stats = registry.route("r@file", "s@file")
+    ex.route = replace(ex.route, stats=stats)
+    record = recorder("web", registry)
+    # Each at least 0.1 ms from a bound: the recorder's clock runs on a little.
+    durations = (0.0001, 0.0005, 0.0018, 0.0037, 0.0075, 0.27, 0.31, 20.0)
+    for duration in durations:
+        ex.started = time.perf_counter() - duration
+        record(ex)
+    [cell] = [row.cell for row in registry.live_rows()]
+    width = registry.width
+    counts = cell[BUCKETS : BUCKETS + width]
+    expected = [0] * width
+    for duration in durations:
+        expected[bisect.bisect_left(registry.bounds, duration)] += 1
+    assert counts == expected
+    assert sum(counts) == len(durations)
 
 
 def _pools() -> PoolRegistry:
