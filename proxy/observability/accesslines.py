@@ -209,7 +209,7 @@ def _split_host_port(value: str) -> tuple[str, str]:
 
 
 class LineFormatter:
-    """The ``accessLog`` settings compiled into one ``line(record)`` function."""
+    """The ``accessLog`` settings compiled: ``lines(records)`` formats a batch."""
 
     def __init__(self, config: AccessLogConfig) -> None:
         self.json = config.format.lower() == "json"
@@ -252,7 +252,8 @@ class LineFormatter:
         return mode == "keep"
 
     def line(self, record: AnyRecord) -> bytes | None:
-        """The line of ``record``, or None when filtered out.
+        """The line of ``record``, or None when filtered out (the generic path;
+        ``lines`` takes the fast one where it applies, for the same bytes).
 
         logrus' ``time`` is when the request ended (start plus duration), as
         Traefik logs it then, whenever the line is written.
@@ -263,9 +264,6 @@ class LineFormatter:
             return self.tcp_line(record, now)
         if self.filtered and not self._wanted(record[7], record[16], record[2]):
             return None
-        if self.fast:
-            self.count -= 1  # counted again by the batch loop
-            return self._fast_lines([record], _raise) or None
         r = HttpRecord._make(record)
         fields = self.fields(r)
         headers = self.headers(r.fields)
@@ -586,10 +584,6 @@ class LineFormatter:
             f"{_quoted(get('ServiceURL'))} {int(duration * 1000)}ms\n"
         )
         return line.encode("utf-8", "surrogateescape")
-
-
-def _raise(error: Exception) -> None:
-    raise error
 
 
 def _plain(value: object) -> str:

@@ -137,7 +137,7 @@ class Writer:
             os.close(errors_in)
         self._watch_errors(errors)
         os.set_blocking(write, False)
-        with contextlib.suppress(OSError):  # room for a tick's frame, where allowed
+        with contextlib.suppress(OSError):  # room for a backlog of frames, where allowed
             fcntl.fcntl(write, F_SETPIPE_SZ, PIPE_SIZE)
         self.pipe = write
         self._last_spawn = time.monotonic()

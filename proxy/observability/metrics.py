@@ -390,7 +390,7 @@ def recorder(entrypoint: str, registry: Registry = REGISTRY) -> Callable[[Exchan
     clock = time.perf_counter
     bisect_left = bisect.bisect_left
     # Most requests of a proxy end within the first bounds (1, 2.5, 5 ms): two
-    # or three float comparisons instead of a call to bisect (about 800
+    # or three float comparisons instead of a call to bisect (about 600
     # instructions fewer per request).
     first, second, third = bounds[:3]
 
