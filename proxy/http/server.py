@@ -242,6 +242,11 @@ class HttpConnection(asyncio.Protocol):
             self.tunnel = None
             tunnel.exchange = None
             tunnel.close()
+        # The parser holds bound methods of this connection: a reference cycle
+        # that only the garbage collector would free. Broken here, the connection
+        # is freed when the transport lets go of it, and the next one reuses its
+        # (still cached) memory. No callback reaches a lost connection.
+        self.parser = None  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         tunnel = self.tunnel

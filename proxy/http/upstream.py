@@ -217,6 +217,9 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self.pool.forget(self)
+        # The parser's bound methods make a cycle with this connection (see
+        # HttpConnection.connection_lost); nothing parses after this.
+        self.parser = None  # type: ignore[assignment]
         exchange = self.exchange
         if exchange is None:
             return
