@@ -51,6 +51,10 @@ HOLD_FLUSH = 0.1
 # Request bodies that arrive before the upstream connection is ready are held
 # up to this size; past it the client is paused until the dial completes.
 PENDING_BODY_LIMIT = 64 * 1024
+# Hosts an entry point remembers (EntryPoint.hosts), so that a new connection
+# does not check and split its Host again; cleared when full, so random Hosts
+# cannot make it grow.
+HOSTS_CACHED = 1024
 
 
 class Exchange:
@@ -254,14 +258,24 @@ class Exchange:
             if cached[0] == host and host:
                 self.host = cached[1]
             else:
-                if not _VALID_HOST(host):
-                    raise BadRequestTarget(f"invalid Host {host[:64]!r}")
-                self.host = _routing_host(host)
-                forwarded = b"X-Forwarded-Host: %b\r\nX-Forwarded-Port: %b\r\n" % (
-                    host,
-                    _host_port(host) or conn.default_port,
-                )
-                conn.host_cache = (host, self.host, forwarded)
+                # A new connection, or another Host: most are Hosts this entry
+                # point has seen, checked and derived before (bounded, see EntryPoint).
+                hosts = conn.entrypoint.hosts
+                cached = hosts.get(host)
+                if cached is None:
+                    if not _VALID_HOST(host):
+                        raise BadRequestTarget(f"invalid Host {host[:64]!r}")
+                    forwarded = b"X-Forwarded-Host: %b\r\nX-Forwarded-Port: %b\r\n" % (
+                        host,
+                        _host_port(host) or conn.default_port,
+                    )
+                    cached = (host, _routing_host(host), forwarded)
+                    if host:
+                        if len(hosts) >= HOSTS_CACHED:
+                            hosts.clear()
+                        hosts[host] = cached
+                conn.host_cache = cached
+                self.host = cached[1]
         self.is_head = self.method == "HEAD"
 
     def _absolute_form(self, target: bytes) -> tuple[bytes, bytes]:

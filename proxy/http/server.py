@@ -48,7 +48,7 @@ from proxy.http.errors import (
 )
 from proxy.http.exchange import Exchange
 from proxy.http.flow import JOIN_LIMIT, WRITE_HIGH, WRITE_LOW
-from proxy.http.headers import CRLF, FORWARDED, HOP_BY_HOP
+from proxy.http.headers import FORWARDED, HOP_BY_HOP
 from proxy.middlewares.chain import finish as finish_chain
 from proxy.middlewares.chain import run_request, service_failed
 
@@ -194,20 +194,10 @@ class HttpConnection(asyncio.Protocol):
         self.client_ip = ip
         port = peer[1] if peer else 0
         self.remote_address = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-        self.client_ip_bytes = ip.encode("latin-1")
         self.started = self.clock.time()
-        self.trusted = entrypoint.is_trusted(ip)
-        constant = (
-            b"X-Forwarded-For: "
-            + self.client_ip_bytes
-            + CRLF
-            + b"X-Real-Ip: "
-            + self.client_ip_bytes
-            + CRLF
-            + self.forwarded_server
-        )
-        self.forwarded_block = constant + b"X-Forwarded-Proto: http\r\n"
-        self.forwarded_block_ws = constant + b"X-Forwarded-Proto: ws\r\n"
+        # Built once per client IP, not per connection (EntryPoint.client).
+        facts = entrypoint.clients.get(ip) or entrypoint.client(ip)
+        self.client_ip_bytes, self.trusted, self.forwarded_block, self.forwarded_block_ws = facts
         entrypoint.connections.add(self)
         if entrypoint.closing:
             self.closing = True

@@ -99,24 +99,48 @@ class EntryPoint:
         # The running Instance, for internal services (api@internal, ping@internal).
         self.runtime: Any = None
         self.server: asyncio.Server | None = None
-        self._trust_cache: dict[str, bool] = {}
+        # Per client IP: (IP as bytes, trusted, X-Forwarded-* block, the same for
+        # WebSocket upgrades): what HttpConnection.accept would otherwise build
+        # for every new connection. Cleared when it holds 10,000 addresses.
+        self.clients: dict[str, tuple[bytes, bool, bytes, bytes]] = {}
+        # Per Host header: (Host, routing host, X-Forwarded-Host and -Port lines),
+        # see Exchange.finish_head.
+        self.hosts: dict[bytes, tuple[bytes, str, bytes]] = {}
 
     def is_trusted(self, ip: str) -> bool:
         if self.insecure:
             return True
         if not self.trusted_networks:
             return False
-        cached = self._trust_cache.get(ip)
-        if cached is None:
-            try:
-                address = ipaddress.ip_address(ip)
-                cached = any(address in network for network in self.trusted_networks)
-            except ValueError:
-                cached = False
-            if len(self._trust_cache) > 10_000:
-                self._trust_cache.clear()
-            self._trust_cache[ip] = cached
-        return cached
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in network for network in self.trusted_networks)
+
+    def client(self, ip: str) -> tuple[bytes, bool, bytes, bytes]:
+        """What a connection from ``ip`` needs: see ``clients``."""
+        facts = self.clients.get(ip)
+        if facts is None:
+            ip_bytes = ip.encode("latin-1")
+            constant = (
+                b"X-Forwarded-For: "
+                + ip_bytes
+                + b"\r\nX-Real-Ip: "
+                + ip_bytes
+                + b"\r\n"
+                + self.forwarded_server
+            )
+            facts = (
+                ip_bytes,
+                self.is_trusted(ip),
+                constant + b"X-Forwarded-Proto: http\r\n",
+                constant + b"X-Forwarded-Proto: ws\r\n",
+            )
+            if len(self.clients) >= 10_000:
+                self.clients.clear()
+            self.clients[ip] = facts
+        return facts
 
     async def start(self, loop: asyncio.AbstractEventLoop, *, reuse_port: bool = False) -> None:
         """Listen; ``reuse_port`` lets several worker processes share the port."""

@@ -538,6 +538,49 @@ def test_x_forwarded_headers_of_trusted_clients_are_kept(backend, turnout, entry
     assert received.header_all("x-forwarded-server") == [socket.gethostname()]
 
 
+def test_x_forwarded_headers_follow_each_connections_client(backend, turnout):
+    # Turnout remembers what it derives per client IP (the X-Forwarded-For block,
+    # whether the IP is trusted): connections from two IPs, one trusted, alternate.
+    server = backend()
+    proxy = turnout(
+        dynamic_for(server.url), entrypoint_extra='forwardedHeaders.trustedIPs = ["127.0.0.2"]'
+    )
+    for source in ["127.0.0.1", "127.0.0.2"] * 3:
+        with socket.create_connection(("127.0.0.1", proxy.port), 5, (source, 0)) as sock:
+            sock.sendall(f"GET / HTTP/1.1\r\nHost: app.example.com\r\n{_SPOOFED}\r\n".encode())
+            assert ResponseReader(sock).read(5).status == 200
+    assert len(server.requests) == 6
+    for received, source in zip(server.requests, ["127.0.0.1", "127.0.0.2"] * 3, strict=True):
+        if source == "127.0.0.1":
+            assert received.header_all("x-forwarded-for") == ["127.0.0.1"]
+            assert received.header_all("x-real-ip") == ["127.0.0.1"]
+            assert received.header_all("x-forwarded-host") == ["app.example.com"]
+        else:
+            assert received.header_all("x-forwarded-for") == ["1.2.3.4, 127.0.0.2"]
+            assert received.header_all("x-real-ip") == ["6.6.6.6"]
+            assert received.header_all("x-forwarded-host") == ["evil.example"]
+
+
+def test_x_forwarded_host_and_port_follow_each_requests_host(backend, turnout):
+    # Hosts are remembered per entry point, up to 1,024 of them: 1,100 distinct
+    # Hosts on one connection go past that, then the first ones come again.
+    server = backend()
+    proxy = turnout(dynamic_for(server.url))
+    hosts = [f"h{i}.example.com:{1000 + i}" for i in range(1100)] + ["h0.example.com:1000"]
+    with connect(proxy.port) as sock:
+        reader = ResponseReader(sock)
+        for host in hosts:
+            sock.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            assert reader.read(5).status == 200
+        # A Host that is not valid is still refused on a connection that has a cached one.
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: bad host\r\n\r\n")
+        assert reader.read(5).status == 400
+    assert len(server.requests) == len(hosts)
+    for received, host in zip(server.requests, hosts, strict=True):
+        assert received.header_all("x-forwarded-host") == [host]
+        assert received.header_all("x-forwarded-port") == [host.rpartition(":")[2]]
+
+
 def test_trusted_client_without_x_forwarded_headers_gets_them_set(backend, turnout):
     server = backend()
     proxy = turnout(
