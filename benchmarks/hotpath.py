@@ -17,6 +17,10 @@ loop would); ``--metrics both`` (the default) measures with the metrics registry
 ``--chain`` measures the bare router and the same router behind the
 ``middlewares`` scenario's chain (headers, stripPrefix, rateLimit never
 reached, compress on a response too small to compress), interleaved.
+``--new-connections`` measures a request that comes on a connection of its
+own (``Connection: close``, as issue 4's ``new-conn`` scenario): the protocol
+is built, accepts, serves one request and is lost, as uvloop would drive it
+(what uvloop does in C for the socket and transport is not included).
 ``--services`` measures the plain load balancer against one with
 ``healthCheck`` and ``passiveHealthCheck`` (each answer reported to the
 passive check; no probe runs here) and a weighted service with
@@ -46,6 +50,7 @@ from proxy.runtime.snapshot import PoolRegistry, build_snapshot
 
 # What wrk sends, and what nginx answers to it (nginx 1.22, `return 200 "hello world\n"`).
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
+CLOSE_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nConnection: close\r\n\r\n"
 RESPONSE = (
     b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Fri, 27 Nov 2026 15:00:00 GMT\r\n"
     b"Content-Type: application/octet-stream\r\nContent-Length: 12\r\n"
@@ -164,9 +169,13 @@ def run(
     chain: bool = False,
     service: str = "loadBalancer",
     access_log: str | None = None,
+    new_connections: bool = False,
 ) -> float:
-    """Seconds of Python per request; ``access_log``: a JSON access log to that file."""
+    """Seconds of Python per request; ``access_log``: a JSON access log to that file;
+    ``new_connections``: each request on a connection of its own."""
     client, upstream, client_out, upstream_out = setup(routers, metrics, chain, service)
+    if new_connections:
+        return _run_new_connections(requests, client, upstream, upstream_out)
     log = None
     if access_log is not None:
         log = AccessLog(AccessLogConfig(file_path=access_log, format="json"))
@@ -215,6 +224,34 @@ def run(
     return elapsed / requests
 
 
+def _run_new_connections(
+    requests: int,
+    first: HttpConnection,
+    upstream: UpstreamConnection,
+    upstream_out: MemoryTransport,
+) -> float:
+    entrypoint = first.entrypoint
+    upstream_feed = upstream.data_received
+
+    def one() -> MemoryTransport:
+        conn = entrypoint.protocol()
+        transport = MemoryTransport()
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        conn.data_received(CLOSE_REQUEST)
+        upstream_feed(RESPONSE)
+        conn.connection_lost(None)  # uvloop calls it once the close is done
+        upstream_out.written.clear()
+        return transport
+
+    out = one()  # one checked in full
+    assert out.written and out.written[-1].endswith(b"hello world\n"), out.written
+    assert b"Connection: close\r\n" in b"".join(out.written)
+    started = time.process_time()
+    for _ in range(requests):
+        one()
+    return (time.process_time() - started) / requests
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.hotpath", description=__doc__)
     parser.add_argument("--requests", type=int, default=200_000)
@@ -227,6 +264,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--access-log", metavar="FILE", help="also write a JSON access log to FILE (/dev/null)"
+    )
+    parser.add_argument(
+        "--new-connections",
+        action="store_true",
+        help="also measure a request on a connection of its own (Connection: close)",
     )
     args = parser.parse_args()
     if args.services:
@@ -274,6 +316,15 @@ def main() -> None:
             f"({args.routers} routers, metrics {'on' if mode else 'off'}"
             + (", JSON access log)" if args.access_log else ")")
         )
+    if args.new_connections:
+        for mode in modes:
+            cost = min(
+                run(args.requests // 4, args.routers, mode, new_connections=True) for _ in range(3)
+            )
+            print(
+                f"{cost * 1e6:.2f} µs of Python per request on a new connection "
+                f"(metrics {'on' if mode else 'off'})"
+            )
 
 
 if __name__ == "__main__":
