@@ -144,7 +144,8 @@ class Turnout:
         """Resource counters: send SIGUSR1 and parse the ``turnout-stats`` line it prints.
 
         Keys: ``fds``, ``tasks``, ``connections`` (per entry point), ``upstream_open``,
-        ``upstream_idle``, ``rss_kib`` (see proxy/runtime/debug.py).
+        ``upstream_idle``, ``rss_kib``, ``gc_pending``, ``gc_collections`` (see
+        proxy/runtime/debug.py).
         """
         assert self.process is not None
         deadline = time.monotonic() + timeout
