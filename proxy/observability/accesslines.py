@@ -712,24 +712,24 @@ class Times:
 
     def prefixes(self, second: int) -> tuple[str, str, str]:
         """(UTC up to the second, local up to the second, local zone) of a Unix second."""
-        utc, local = self.starts(second)
-        return utc[:19], local[:19], local[19:]
-
-    def starts(self, when: float) -> tuple[str, str]:
-        """(StartUTC, StartLocal) in Go's JSON form: RFC 3339, fraction without trailing zeros."""
-        second = int(when)
         cached = self._starts
         if cached[0] != second:
             utc = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             moment = time.localtime(second)
             local = time.strftime("%Y-%m-%dT%H:%M:%S", moment)
             cached = self._starts = (second, utc, local, _zone(moment, False))
+        return cached[1], cached[2], cached[3]
+
+    def starts(self, when: float) -> tuple[str, str]:
+        """(StartUTC, StartLocal) in Go's JSON form: RFC 3339, fraction without trailing zeros."""
+        second = int(when)
+        utc, local, zone = self.prefixes(second)
         micro = int((when - second) * 1e6)
         fraction = f".{micro:06d}".rstrip("0") if micro else ""
-        utc_text = cached[1] + fraction + "Z"
-        if cached[3] == "Z":
+        utc_text = utc + fraction + "Z"
+        if zone == "Z":
             return utc_text, utc_text  # the usual server: local time is UTC
-        return utc_text, cached[2] + fraction + cached[3]
+        return utc_text, local + fraction + zone
 
 
 def _zone(moment: time.struct_time, utc: bool) -> str:

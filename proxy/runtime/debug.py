@@ -6,8 +6,9 @@ and their splice pipes also on their own; UDP sessions on /udp entry points,
 with their counters under "udp"), upstream connections
 (open and idle), resident memory, and the objects the garbage collector has
 yet to look at (``gc_pending``: a number that grows with traffic means
-something makes reference cycles per request). Tests read it to check that a module of
-traffic left nothing behind; an operator reads it at 3 a.m. for the same reason.
+something makes reference cycles per request). Tests read it to check that a
+module of traffic left nothing behind; an operator reads it at 3 a.m. for the
+same reason.
 """
 
 from __future__ import annotations
