@@ -24,7 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.backends import STREAM_MODULE, Ports, start_nginx, tcp_relays
-from benchmarks.procs import LOOPBACK, Server, StartError, find_binary, free_port, run_bounded
+from benchmarks.procs import (
+    LOOPBACK,
+    Server,
+    StartError,
+    find_binary,
+    free_port,
+    python_cmd,
+    python_env,
+    run_bounded,
+)
 from benchmarks.scenarios import BENCH_HOST, ROUTER_COUNT, Scenario, router_host
 
 START_TIMEOUT = 20.0
@@ -402,6 +411,34 @@ X-Bench-Response = "1"
     return router + "\n" + _servers_toml("http.services.backend", backend)
 
 
+# --- the ceiling ----------------------------------------------------------------
+
+
+class Relay(Target):
+    """benchmarks/relay.py: uvloop + httptools and nothing else, on the same interpreter.
+
+    Not a peer: the ceiling of Turnout's stack, measured in the same run, so that
+    "turnout / relay" says what Turnout's features cost (issue 4 quotes such a relay).
+    HTTP setup only: it has no routing, middlewares, WebSocket or TCP mode.
+    """
+
+    name = "relay"
+
+    def supports(self, setup: str) -> str | None:
+        if setup != "http":
+            return "the minimal relay has no routing, middlewares, WebSocket or TCP mode"
+        return None
+
+    def command(self, workdir: Path, setup: Setup) -> tuple[list[str], dict[str, str] | None]:
+        listen, upstream = str(self.ports["http"]), f"{LOOPBACK}:{setup.ports.http}"
+        return python_cmd("benchmarks.relay", "--listen", listen, "--upstream", upstream), (
+            python_env()
+        )
+
+    def _version_text(self) -> str:
+        return f"Python {sys.version.split()[0]}, uvloop + httptools"
+
+
 # --- HAProxy --------------------------------------------------------------------
 
 
@@ -698,6 +735,7 @@ TARGETS: list[type[Target]] = [
     NginxProxy,
     Caddy,
     Caddy2,
+    Relay,
 ]
 TARGET_NAMES = [t.name for t in TARGETS]
 
