@@ -23,7 +23,7 @@ DEB_PACKAGES := wrk nginx-light haproxy redis-server etcd-server etcd-client cad
 DEB_BINARIES := wrk nginx haproxy redis-server etcd etcdctl caddy psql pgbench dnsmasq dig chromium chromedriver
 DEB_FILES := /usr/lib/nginx/modules/ngx_stream_module.so
 
-.PHONY: run test bench lint deps-debian clean
+.PHONY: run test bench lint deps-debian deps-native native clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,36 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $@ $(VENV)/.installed $(VENV)/.installed-bench
 
-run: $(VENV)/.installed
+# The hot path compiled with mypyc (scripts/compile_native.py, PERFORMANCE.md):
+# about a third more requests per second. Rebuilt when its sources change; when
+# it cannot be built (no C compiler), Turnout runs the same modules as Python.
+NATIVE_SOURCES := proxy/http/server.py proxy/http/exchange.py proxy/http/upstream.py \
+	proxy/native.py scripts/compile_native.py
+
+$(VENV)/.installed-native: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[native]'
+	touch $@ $(VENV)/.installed
+
+$(VENV)/.native: $(NATIVE_SOURCES) $(VENV)/.installed-native | deps-native
+	@echo "compiling the hot path with mypyc (about a minute; log: $(VENV)/native.log)"
+	@if $(BIN)/python scripts/compile_native.py >$(VENV)/native.log 2>&1; then touch $@; \
+	else tail -5 $(VENV)/native.log; \
+		echo "could not compile the hot path: Turnout runs its Python sources (see $(VENV)/native.log)"; fi
+
+native: $(VENV)/.native
+
+# A C compiler and the interpreter's headers, for the compiled hot path.
+deps-native: | $(BIN)/python
+	@if ! command -v gcc >/dev/null 2>&1 || ! $(BIN)/python -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing Debian packages: gcc python3-dev"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc python3-dev >/dev/null; \
+		else \
+			echo "not root: install gcc and python3-dev yourself to compile the hot path"; \
+		fi; \
+	fi
+
+run: $(VENV)/.installed $(VENV)/.native
 	$(BIN)/turnout run
 
 # Installs the Debian packages when running as root and one of them is missing;
@@ -56,7 +85,7 @@ deps-debian:
 		fi; \
 	fi
 
-test: $(VENV)/.installed-test deps-debian
+test: $(VENV)/.installed-test $(VENV)/.native deps-debian
 	$(BIN)/ruff check .
 	PATH="$$PATH:/usr/sbin" $(BIN)/python -m pytest -q
 
@@ -70,8 +99,8 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 # `make bench BENCH_ARGS="--scenarios small-get --duration 5"`: see benchmarks/README.md.
-bench: $(VENV)/.installed-bench deps-debian
+bench: $(VENV)/.installed-bench $(VENV)/.native deps-debian
 	PATH="$$PATH:/usr/sbin" $(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info proxy/http/*.so proxy/http/.native-sources

@@ -25,6 +25,11 @@ is built, accepts, serves one request and is lost, as uvloop would drive it
 ``healthCheck`` and ``passiveHealthCheck`` (each answer reported to the
 passive check; no probe runs here) and a weighted service with
 ``healthCheck`` over two such load balancers, interleaved.
+
+It measures the build that runs: the compiled hot path after `make` (the first
+line printed says which), its Python sources with ``TURNOUT_PURE=1``. cProfile
+(``--profile``) and py-spy see into Python functions only: profile with
+``TURNOUT_PURE=1``.
 """
 
 from __future__ import annotations
@@ -256,7 +261,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.hotpath", description=__doc__)
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--routers", type=int, default=1)
-    parser.add_argument("--profile", action="store_true", help="print a cProfile of the loop")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="print a cProfile of the loop (with TURNOUT_PURE=1: it cannot see compiled code)",
+    )
     parser.add_argument("--metrics", choices=("on", "off", "both"), default="both")
     parser.add_argument("--chain", action="store_true", help="bare router vs the chain")
     parser.add_argument(
@@ -271,6 +280,9 @@ def main() -> None:
         help="also measure a request on a connection of its own (Connection: close)",
     )
     args = parser.parse_args()
+    from proxy import native
+
+    print(native.describe())
     if args.services:
         metrics = args.metrics != "off"
         costs = {name: float("inf") for name in SERVICES}

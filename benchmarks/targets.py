@@ -293,7 +293,12 @@ class Turnout(Target):
         raise StartError(f"`turnout check` refused the {setup.name} configuration:\n{out}")
 
     def _version_text(self) -> str:
-        return _version_of([*self.base_command(), "version"])
+        # "turnout X.Y.Z; hot path: compiled with mypyc (...)" or its sources, and why.
+        try:
+            p = run_bounded([*self.base_command(), "version"], timeout=CHECK_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return "unknown"
+        return "; ".join(p.stdout.split("\n")).strip("; ") or "unknown"
 
 
 class TurnoutChain(Turnout):

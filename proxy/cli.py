@@ -130,7 +130,10 @@ def _print_issues(error: ConfigError) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
+        from proxy import native
+
         print(f"turnout {__version__}")
+        print(native.describe())
         return EXIT_OK
     try:
         static, name, base = _load(args.config)

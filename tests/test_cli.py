@@ -85,7 +85,9 @@ def test_console_script_is_installed():
 def test_version():
     result = turnout("version")
     assert result.returncode == 0
-    assert result.stdout.strip() == f"turnout {__version__}"
+    first, second = result.stdout.strip().splitlines()
+    assert first == f"turnout {__version__}"
+    assert second.startswith("hot path: ")  # compiled or the sources, and why (test_native)
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,11 @@ class BadRequest(HttpError):
     status = 400
 
 
+class BadRequestTarget(BadRequest):
+    """An invalid request target or Host (kept out of the compiled modules: mypyc
+    turns a class attribute of a compiled subclass into an unset instance default)."""
+
+
 class NotFound(HttpError):
     status = 404
     close = False

@@ -13,7 +13,13 @@ import time
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote_to_bytes
 
-from proxy.http.errors import BadGateway, GatewayTimeout, HttpError, error_response
+from proxy.http.errors import (
+    BadGateway,
+    BadRequestTarget,
+    GatewayTimeout,
+    HttpError,
+    error_response,
+)
 from proxy.http.headers import CRLF, LAST_CHUNK, STATUS_LINES, chunk_size_line, has_ctl, is_token
 from proxy.http.resolver import ResolveError
 from proxy.middlewares.base import ResponseHead
@@ -261,8 +267,10 @@ class Exchange:
                 # A new connection, or another Host: most are Hosts this entry
                 # point has seen, checked and derived before (bounded, see EntryPoint).
                 hosts = conn.entrypoint.hosts
-                cached = hosts.get(host)
-                if cached is None:
+                found = hosts.get(host)
+                if found is not None:
+                    cached = found
+                else:
                     if not _VALID_HOST(host):
                         raise BadRequestTarget(f"invalid Host {host[:64]!r}")
                     forwarded = b"X-Forwarded-Host: %b\r\nX-Forwarded-Port: %b\r\n" % (
@@ -739,10 +747,6 @@ _HEAD_ENDINGS = {
     for chunked in (False, True)
     for connection in (0, 1, 2)
 }
-
-
-class BadRequestTarget(HttpError):
-    status = 400
 
 
 # RFC 3986 authority without userinfo: reg-name, IPv4 or [IPv6], optional port.

@@ -30,7 +30,7 @@ import sys
 import termios
 from collections import deque
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Final
 
 import httptools
 
@@ -69,10 +69,12 @@ _SPECIAL = HOP_BY_HOP | FORWARDED | {b"host", b"content-length", b"expect"}
 
 
 class HttpConnection(asyncio.Protocol):
-    PAUSE_UPSTREAM = 1
-    PAUSE_PIPELINE = 2
-    PAUSE_PENDING = 4
-    PAUSE_UPGRADE = 8
+    # Final: class constants also when compiled (mypyc makes other class-level
+    # assignments instance attributes).
+    PAUSE_UPSTREAM: Final = 1
+    PAUSE_PIPELINE: Final = 2
+    PAUSE_PENDING: Final = 4
+    PAUSE_UPGRADE: Final = 8
 
     __slots__ = (
         "active",
@@ -175,7 +177,7 @@ class HttpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.accept(transport, transport.get_extra_info("peername"))
 
-    def accept(self, transport: asyncio.BaseTransport, peer: tuple[str, int] | None) -> None:
+    def accept(self, transport: asyncio.BaseTransport, peer: tuple[Any, ...] | None) -> None:
         """Serve a connection whose client is ``peer``: the socket's peer, or the
         address a PROXY protocol header gave (proxy/tcp/proxy_header.py)."""
         entrypoint = self.entrypoint
@@ -187,7 +189,7 @@ class HttpConnection(asyncio.Protocol):
             transport.abort()  # type: ignore[attr-defined]
             return
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
-        transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
+        transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)  # type: ignore[attr-defined]
         ip = peer[0] if peer else ""
         if "%" in ip:
             ip = ip.split("%", 1)[0]
@@ -674,7 +676,9 @@ class HttpConnection(asyncio.Protocol):
             if ex.request_done:
                 route.internal(ex)
             return
-        route.service.serve(ex)
+        service = route.service
+        assert service is not None  # a route has a service, an internal one, or a chain
+        service.serve(ex)
 
     def exchange_failed(self, ex: Exchange, error: HttpError) -> None:
         if ex.service_called and service_failed(ex, error):

@@ -211,7 +211,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
-        transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
+        transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)  # type: ignore[attr-defined]
         self.pool.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:

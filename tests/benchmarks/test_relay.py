@@ -70,7 +70,7 @@ def test_upload_reaches_the_backend(relay: Relay) -> None:
 def test_connection_close_is_answered_and_closed(relay: Relay) -> None:
     with socket.create_connection((LOOPBACK, relay.port), timeout=5) as s:
         s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-        head, body = _read_response(s)
+        _, body = _read_response(s)
         assert body == b"hello world\n"
         assert s.recv(1) == b""  # closed by the relay after the response
     # The upstream connection was kept: the next request is served as well.
