@@ -1,4 +1,4 @@
-"""The ceiling: a minimal uvloop + httptools HTTP/1.1 relay, with none of Turnout's features.
+"""A yardstick: a minimal uvloop + httptools HTTP/1.1 relay, with none of Turnout's features.
 
 ``python -m benchmarks.relay --listen PORT --upstream HOST:PORT``
 

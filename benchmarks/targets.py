@@ -416,14 +416,15 @@ X-Bench-Response = "1"
     return router + "\n" + _servers_toml("http.services.backend", backend)
 
 
-# --- the ceiling ----------------------------------------------------------------
+# --- the yardstick --------------------------------------------------------------
 
 
 class Relay(Target):
     """benchmarks/relay.py: uvloop + httptools and nothing else, on the same interpreter.
 
-    Not a peer: the ceiling of Turnout's stack, measured in the same run, so that
-    "turnout / relay" says what Turnout's features cost (issue 4 quotes such a relay).
+    Not a peer: a yardstick measured in the same run (issue 4 quotes such a
+    relay). It is interpreted and does nothing but relay, so "turnout / relay" is
+    what Turnout's features cost, less what its compiled hot path gains.
     HTTP setup only: it has no routing, middlewares, WebSocket or TCP mode.
     """
 
