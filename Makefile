@@ -43,7 +43,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 # about a third more requests per second. Rebuilt when its sources change; when
 # it cannot be built (no C compiler), Turnout runs the same modules as Python.
 NATIVE_SOURCES := proxy/http/server.py proxy/http/exchange.py proxy/http/upstream.py \
-	proxy/native.py scripts/compile_native.py
+	proxy/http/headers.py proxy/rules/matcher.py proxy/native.py scripts/compile_native.py
 
 $(VENV)/.installed-native: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[native]'
@@ -103,4 +103,5 @@ bench: $(VENV)/.installed-bench $(VENV)/.native deps-debian
 	PATH="$$PATH:/usr/sbin" $(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info proxy/http/*.so proxy/http/.native-sources
+	rm -rf $(VENV) build *.egg-info proxy/.native-sources
+	find proxy -name '*.so' -delete

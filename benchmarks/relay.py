@@ -78,9 +78,10 @@ class Upstream(asyncio.Protocol):
         client = self.client
         if client is not None and client.transport is not None:
             if client.close_after:  # the client is told, as Turnout tells it
-                data = data.replace(KEEP_ALIVE_LINE, CLOSE_LINE, 1)
-            client.transport.write(data)
-        self.parser.feed_data(data)
+                client.transport.write(data.replace(KEEP_ALIVE_LINE, CLOSE_LINE, 1))
+            else:
+                client.transport.write(data)
+        self.parser.feed_data(data)  # as the backend sent it: this connection stays open
 
     def on_message_complete(self) -> None:
         client = self.client

@@ -4,7 +4,7 @@
 extensions beside their sources, and records the sources' digests in a stamp.
 Python imports an extension before a source of the same name, so an extension
 built from older sources would run silently in place of an edited file; this
-module, imported by ``proxy.http`` before any of them, loads the sources
+module, imported by the ``proxy`` package before any of them, loads the sources
 instead when the stamp does not match them (saying so once on stderr), or when
 ``TURNOUT_PURE=1`` asks for it (profilers such as cProfile and py-spy see into
 Python functions, not compiled ones).
@@ -23,21 +23,39 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-PACKAGE = "proxy.http"
-COMPILED = ("server", "exchange", "upstream")
-HERE = Path(__file__).resolve().parent / "http"
-STAMP = HERE / ".native-sources"
+# What every proxied request runs through: the HTTP engine and routing. (More
+# modules compile, but run differently: PERFORMANCE.md, "Compiled with mypyc".)
+COMPILED = (
+    "proxy.http.server",
+    "proxy.http.exchange",
+    "proxy.http.upstream",
+    "proxy.http.headers",
+    "proxy.rules.matcher",
+)
+ROOT = Path(__file__).resolve().parent.parent  # the directory that holds `proxy`
+STAMP = Path(__file__).resolve().parent / ".native-sources"
 
 _state = "pure"  # "compiled", "pure", "stale" or "forced pure"
 
 
-def source(name: str) -> Path:
-    return HERE / f"{name}.py"
+def source(module: str) -> Path:
+    return ROOT.joinpath(*module.split(".")).with_suffix(".py")
+
+
+def extension(module: str) -> Path:
+    path = source(module)
+    return path.with_name(path.stem + _suffix())
 
 
 def built() -> list[Path]:
-    """The extensions (and their mypyc runtime libraries) present beside the sources."""
-    return sorted(p for name in COMPILED for p in HERE.glob(f"{name}*{_suffix()}"))
+    """Every extension in the package: the compiled modules, their mypyc runtime
+    libraries, and any left from a build that compiled other modules."""
+    return sorted((ROOT / "proxy").rglob("*" + _suffix()))
+
+
+def _runtime(module: str) -> Path:
+    path = source(module)
+    return path.with_name(path.stem + "__mypyc" + _suffix())
 
 
 def _suffix() -> str:
@@ -46,7 +64,8 @@ def _suffix() -> str:
 
 def _digests() -> str:
     return "".join(
-        f"{name} {hashlib.sha256(source(name).read_bytes()).hexdigest()}\n" for name in COMPILED
+        f"{module} {hashlib.sha256(source(module).read_bytes()).hexdigest()}\n"
+        for module in COMPILED
     )
 
 
@@ -61,16 +80,17 @@ def remove_built() -> None:
 
 
 class _Sources(importlib.abc.MetaPathFinder):
-    """Finds the compiled modules' .py files ahead of their extensions."""
-
-    names = frozenset(f"{PACKAGE}.{name}" for name in COMPILED)
+    """Finds the package's .py files ahead of any extension built beside them."""
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in self.names:
+        if not fullname.startswith("proxy."):
             return None
-        return importlib.util.spec_from_file_location(fullname, source(fullname.rpartition(".")[2]))
+        module = source(fullname)
+        if not module.is_file() or not extension(fullname).is_file():
+            return None  # a package, or a module with no extension: the usual finders
+        return importlib.util.spec_from_file_location(fullname, module)
 
 
 def choose() -> None:
@@ -78,17 +98,23 @@ def choose() -> None:
     global _state
     if any(isinstance(f, _Sources) for f in sys.meta_path):
         return
-    have = {name for name in COMPILED if (HERE / f"{name}{_suffix()}").is_file()}
-    if not have:
+    present = built()
+    if not present:
         _state = "pure"
         return
+    modules = {extension(module) for module in COMPILED}
+    runtimes = {_runtime(module) for module in COMPILED}  # mypyc's, beside each module
     if os.environ.get("TURNOUT_PURE") == "1":
         _state = "forced pure"
-    elif have != set(COMPILED) or not STAMP.is_file() or STAMP.read_text() != _digests():
+    elif (
+        not modules <= set(present) <= modules | runtimes
+        or not STAMP.is_file()
+        or STAMP.read_text() != _digests()
+    ):
         _state = "stale"
         print(
-            "turnout: the compiled hot path (proxy/http/*.so) was built from other "
-            "sources than proxy/http/*.py; running the sources. `make` rebuilds it.",
+            "turnout: the compiled hot path was built from other sources than the "
+            "ones beside it; running the sources. `make` rebuilds it.",
             file=sys.stderr,
         )
     else:
@@ -99,9 +125,9 @@ def choose() -> None:
 
 def describe() -> str:
     """One line for `turnout version`: what runs, and why."""
-    server = importlib.import_module(f"{PACKAGE}.server")
+    server = importlib.import_module(COMPILED[0])
     if _state == "compiled" and str(server.__file__).endswith(_suffix()):
-        return f"hot path: compiled with mypyc ({', '.join(COMPILED)})"
+        return f"hot path: compiled with mypyc ({len(COMPILED)} modules)"
     reasons = {
         "pure": "not compiled (`make` compiles it)",
         "stale": "compiled from older sources, running the sources (`make` rebuilds)",

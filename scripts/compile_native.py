@@ -1,7 +1,7 @@
 """Compile Turnout's hot path with mypyc: `python scripts/compile_native.py` (`make` runs it).
 
 The modules in ``proxy.native.COMPILED`` are type-checked by mypy and compiled
-to C extensions, written next to their sources (``proxy/http/*.so``). Python
+to C extensions, written next to their sources (``proxy/**/*.so``). Python
 imports an extension before a source of the same name; ``proxy.native`` loads
 the sources instead when an extension is stale (built from other sources than
 the ones beside it) or when ``TURNOUT_PURE=1`` asks for it.
@@ -35,7 +35,7 @@ def main() -> int:
     except ImportError as exc:
         print(f"compile_native: {exc}; install the `native` extra", file=sys.stderr)
         return 1
-    sources = [str(native.source(name).relative_to(ROOT)) for name in native.COMPILED]
+    sources = [str(native.source(module).relative_to(ROOT)) for module in native.COMPILED]
     native.remove_built()
     # Only the compiled modules are type-checked here: the modules they import
     # are read for their types and compiled nowhere.

@@ -39,7 +39,7 @@ import functools
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from proxy.rules.parser import And, Matcher, MatcherDef, Node, Or, Parser, RuleError
 from proxy.rules.regex import RegexpError, compile_go
@@ -532,7 +532,7 @@ class Route:
     name: str
     rule: str
     priority: int | None = None  # None or 0: Traefik's default priority
-    payload: object = None
+    payload: Any = None  # Any, not object: mypyc fails to import a dataclass field of type object
 
 
 class CompiledRoute(NamedTuple):

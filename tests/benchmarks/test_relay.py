@@ -73,5 +73,5 @@ def test_connection_close_is_answered_and_closed(relay: Relay) -> None:
         _, body = _read_response(s)
         assert body == b"hello world\n"
         assert s.recv(1) == b""  # closed by the relay after the response
-    # The upstream connection was kept: the next request is served as well.
+    # And the relay serves the next client.
     assert http_get(relay.port, "/").status == 200
