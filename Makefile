@@ -42,8 +42,10 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 # The hot path compiled with mypyc (scripts/compile_native.py, PERFORMANCE.md):
 # about a third more requests per second. Rebuilt when its sources change; when
 # it cannot be built (no C compiler), Turnout runs the same modules as Python.
-NATIVE_SOURCES := proxy/http/server.py proxy/http/exchange.py proxy/http/upstream.py \
-	proxy/http/headers.py proxy/rules/matcher.py proxy/native.py scripts/compile_native.py
+# The modules are read from COMPILED in proxy/native.py, so the list lives once.
+NATIVE_MODULES := $(shell sed -n 's/^    "\(proxy\.[a-z_.]*\)",$$/\1/p' proxy/native.py)
+NATIVE_SOURCES := $(addsuffix .py,$(subst .,/,$(NATIVE_MODULES))) proxy/native.py \
+	scripts/compile_native.py
 
 $(VENV)/.installed-native: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[native]'

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from proxy.observability.accesslog import AccessLog
     from proxy.runtime.snapshot import Snapshot
 
+# Client IPs an entry point remembers (EntryPoint.clients); cleared when full, so
+# that connections from ever new addresses cannot make it grow.
+CLIENTS_CACHED = 10_000
+
 
 class Clock:
     """The loop's clock: ``time()`` for deadlines, ``now`` as last read by the sweeper.
@@ -101,7 +105,7 @@ class EntryPoint:
         self.server: asyncio.Server | None = None
         # Per client IP: (IP as bytes, trusted, X-Forwarded-* block, the same for
         # WebSocket upgrades): what HttpConnection.accept would otherwise build
-        # for every new connection. Cleared when it holds 10,000 addresses.
+        # for every new connection. Cleared when it holds CLIENTS_CACHED addresses.
         self.clients: dict[str, tuple[bytes, bool, bytes, bytes]] = {}
         # Per Host header: (Host, routing host, X-Forwarded-Host and -Port lines),
         # see Exchange.finish_head.
@@ -137,7 +141,7 @@ class EntryPoint:
                 constant + b"X-Forwarded-Proto: http\r\n",
                 constant + b"X-Forwarded-Proto: ws\r\n",
             )
-            if len(self.clients) >= 10_000:
+            if len(self.clients) >= CLIENTS_CACHED:
                 self.clients.clear()
             self.clients[ip] = facts
         return facts
