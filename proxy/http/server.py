@@ -270,8 +270,12 @@ class HttpConnection(asyncio.Protocol):
             self.feeding = False
             if not (self.discarding and self.receiving is None):
                 cause = exc.__context__
-                error = cause if isinstance(cause, HttpError) else _parser_error(exc)
-                self._request_error(error)
+                if isinstance(cause, HttpError):
+                    self._request_error(cause)
+                elif isinstance(cause, Exception):
+                    self._unexpected_error(cause)
+                else:
+                    self._request_error(_parser_error(exc))
                 return
             # else: llhttp refuses bytes after a request that said Connection:
             # close; they are dropped, and what came before them still goes out.
@@ -756,6 +760,48 @@ class HttpConnection(asyncio.Protocol):
         else:
             self.queue.append(error)
 
+    def _unexpected_error(self, cause: Exception) -> None:
+        """An exception no code path expected, raised while a request was served (a
+        bug: in Turnout, an internal service or a plugin). It is logged with its
+        traceback, and the exchange in hand is answered 500 and the connection
+        closed (cut, if its answer had begun), rather than left waiting for an
+        answer that would never come. The parser wraps it, so it would otherwise
+        pass for a malformed request."""
+        log.error(
+            "unexpected error while serving a request on entry point %s",
+            self.entrypoint.name,
+            exc_info=cause,
+        )
+        self.batch = []
+        self.batch_size = 0
+        self.batch_target = None
+        self.discarding = True
+        self.pause_reading_for(self.PAUSE_PIPELINE)
+        self.queue.clear()  # pipelined requests behind it are not answered
+        receiving = self.receiving
+        self.receiving = None
+        ex = self.active if self.active is not None else receiving
+        if ex is None:
+            self._answer_and_close(_INTERNAL_ERROR)
+            return
+        self.active = ex
+        upstream = ex.upstream
+        if upstream is not None:
+            ex.upstream = None
+            upstream.exchange = None
+            upstream.close()
+        if ex.response_state != 0:
+            self.abort()
+            return
+        ex.response_state = 2
+        ex.status = 500
+        self.write(error_response(500, True))
+        try:
+            self.exchange_done(ex, close=True)  # counted, its middlewares' on_done run
+        except Exception:
+            log.exception("finishing the failed request failed too")
+            self.abort()
+
     def _answer_and_close(self, error: HttpError) -> None:
         self.write(error_response(error.status, True))
         self._close()
@@ -828,3 +874,4 @@ def _fully_read(ex: Exchange) -> bool:
 
 _NOT_FOUND = HttpError("no router matched", status=404)
 _NOT_FOUND.close = False
+_INTERNAL_ERROR = HttpError("unexpected error", status=500)

@@ -58,7 +58,10 @@ class Turnout:
     ``[entryPoints.NAME]`` table, so it should use dotted keys
     (``transport.respondingTimeouts.readTimeout = "1s"``); ``provider_extra`` goes
     in ``[providers.file]``; ``static_extra`` is appended at the end and should
-    start with a table header.
+    start with a table header. ``launcher`` is a script run instead of
+    ``python -m proxy.cli`` (with the same arguments), for tests that must add
+    a faulty collaborator to a real process; the tracebacks that collaborator
+    causes end with ``expected_traceback``, and ``stop()`` allows those only.
     """
 
     def __init__(
@@ -70,8 +73,12 @@ class Turnout:
         provider_extra: str = "",
         static_extra: str = "",
         entrypoints: tuple[str, ...] = ("web",),
+        launcher: Path | None = None,
+        expected_traceback: str = "",
     ) -> None:
         self.workdir = workdir
+        self.launcher = launcher
+        self.expected_traceback = expected_traceback
         self.ports = {name: free_port() for name in entrypoints}
         self.port = self.ports[entrypoints[0]]
         if isinstance(dynamic, str):
@@ -103,8 +110,9 @@ class Turnout:
 
     def launch(self) -> Turnout:
         """Start the process without waiting for it to listen."""
+        program = ["-m", "proxy.cli"] if self.launcher is None else [str(self.launcher)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "proxy.cli", "run", "-c", str(self.static_path)],
+            [sys.executable, *program, "run", "-c", str(self.static_path)],
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=self.stderr_path.open("wb"),
@@ -203,7 +211,8 @@ class Turnout:
                 self.process.wait()
                 raise AssertionError(f"turnout did not stop on SIGTERM:\n{self.stderr()}") from None
         log = self.stderr()
-        assert "Traceback" not in log and "Exception in callback" not in log, log
+        expected = log.count(self.expected_traceback) if self.expected_traceback else 0
+        assert log.count("Traceback") == expected and "Exception in callback" not in log, log
         return self.process.returncode
 
     def url(self, path: str = "/") -> str:
