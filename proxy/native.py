@@ -31,6 +31,10 @@ COMPILED = (
     "proxy.http.upstream",
     "proxy.http.headers",
     "proxy.rules.matcher",
+    "proxy.services.loadbalancer",
+    "proxy.middlewares.chain",
+    "proxy.runtime.entrypoint",
+    "proxy.observability.metrics",
 )
 ROOT = Path(__file__).resolve().parent.parent  # the directory that holds `proxy`
 STAMP = Path(__file__).resolve().parent / ".native-sources"

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from proxy.runtime.aggregator import ReloadCounters
     from proxy.runtime.entrypoint import EntryPoint
     from proxy.runtime.snapshot import Snapshot
+    from proxy.udp.server import UdpEntryPoint
 
 log = logging.getLogger("turnout.metrics")
 
@@ -145,7 +146,7 @@ class Registry:
         self.unrouted: dict[str, RouteStats] = {}
         self.retries: dict[str, int] = {}  # service -> retries
         # Read, not owned: set by the running instance.
-        self.entrypoint_objects: dict[str, EntryPoint] = {}
+        self.entrypoint_objects: dict[str, EntryPoint | UdpEntryPoint] = {}
         self.reloads: ReloadCounters | None = None
         self.snapshot: Callable[[], Snapshot | None] = lambda: None
         # Route stats of routers gone from the live snapshot, kept one more reload

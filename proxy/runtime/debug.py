@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from proxy.runtime.entrypoint import EntryPoint
     from proxy.runtime.snapshot import PoolRegistry
+    from proxy.udp.server import UdpEntryPoint
 
 PREFIX = "turnout-stats "
 
@@ -45,7 +46,9 @@ def _open_fds() -> int:
         return -1
 
 
-def stats(entrypoints: dict[str, EntryPoint], pools: PoolRegistry) -> dict[str, Any]:
+def stats(
+    entrypoints: dict[str, EntryPoint | UdpEntryPoint], pools: PoolRegistry
+) -> dict[str, Any]:
     upstream_open = 0
     upstream_idle = 0
     for pool in pools.all():
@@ -77,7 +80,7 @@ def stats(entrypoints: dict[str, EntryPoint], pools: PoolRegistry) -> dict[str, 
     }
 
 
-def dump(entrypoints: dict[str, EntryPoint], pools: PoolRegistry) -> None:
+def dump(entrypoints: dict[str, EntryPoint | UdpEntryPoint], pools: PoolRegistry) -> None:
     print(
         PREFIX + json.dumps(stats(entrypoints, pools), sort_keys=True), file=sys.stderr, flush=True
     )

@@ -6,7 +6,7 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from proxy.config.static import EntryPoint as EntryPointConfig
 from proxy.config.static import parse_address
@@ -24,6 +24,17 @@ if TYPE_CHECKING:
 # Client IPs an entry point remembers (EntryPoint.clients); cleared when full, so
 # that connections from ever new addresses cannot make it grow.
 CLIENTS_CACHED = 10_000
+
+
+class Connection(Protocol):
+    """What an entry point keeps of each open connection (HttpConnection, TcpFront,
+    ProxyHeaderReader): swept, shut down and aborted alike."""
+
+    def check_deadline(self, now: float) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+    def abort(self) -> None: ...
 
 
 class Clock:
@@ -80,8 +91,7 @@ class EntryPoint:
         self.proxy_protocol = TrustedPeers(pp.insecure, pp.trusted_ips) if pp is not None else None
         self.clock = clock
         self.snapshot = snapshot
-        # HttpConnection and TcpFront objects: both answer shutdown, abort, check_deadline.
-        self.connections: set[HttpConnection] = set()
+        self.connections: set[Connection] = set()
         # Called with every finished exchange (metrics, access log); None: nothing to do.
         # Traefik's entryPoints.N.observability.{metrics,accessLogs} (default true)
         # turn either off for this entry point.

@@ -104,7 +104,7 @@ class Instance:
         self.reuse_port = reuse_port  # a worker of several: share the ports
         self.static_file = static_file
         self.base = base
-        self.entrypoints: dict[str, EntryPoint] = {}
+        self.entrypoints: dict[str, EntryPoint | UdpEntryPoint] = {}
         self.snapshot: Snapshot | None = None
         self.retired = RetiredHandlers()  # middleware handlers to close
         self.providers: list[Provider] = configured(static, base)
@@ -228,11 +228,12 @@ class Instance:
             if name in udp:
                 udp_entrypoint = UdpEntryPoint(name, config, self.clock, snapshot)
                 udp_entrypoint.resolver = self.resolver
-                self.entrypoints[name] = udp_entrypoint  # type: ignore[assignment]
+                self.entrypoints[name] = udp_entrypoint
                 continue
-            self.entrypoints[name] = EntryPoint(name, config, self.clock, snapshot, self.access_log)
-            self.entrypoints[name].runtime = self  # what internal services read
-            self.entrypoints[name].resolver = self.resolver
+            http = EntryPoint(name, config, self.clock, snapshot, self.access_log)
+            http.runtime = self  # what internal services read
+            http.resolver = self.resolver
+            self.entrypoints[name] = http
         for name, entrypoint in self.entrypoints.items():
             try:
                 await entrypoint.start(loop, reuse_port=self.reuse_port)

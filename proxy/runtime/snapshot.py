@@ -588,7 +588,7 @@ class _Builder:
                 ok = False
                 continue
             pool = self.pools.get(scheme, host, port, transport) if self.pools else None
-            servers.append(Server(server.url, pool, host_header, weight))  # type: ignore[arg-type]
+            servers.append(Server(server.url, pool, host_header, weight))
         health = None
         if config.health_check is not None:
             try:

@@ -36,8 +36,9 @@ DOWN = "DOWN"
 class Server:
     __slots__ = ("host_header", "pool", "reason", "up", "url", "weight")
 
-    def __init__(self, url: str, pool: ServerPool, host_header: bytes, weight: int) -> None:
+    def __init__(self, url: str, pool: ServerPool | None, host_header: bytes, weight: int) -> None:
         self.url = url
+        # None only in the snapshots `turnout check` builds, which never serve.
         self.pool = pool
         self.host_header = host_header  # Host sent when passHostHeader is false or Host is absent
         self.weight = weight
@@ -166,4 +167,6 @@ class LoadBalancer(SmoothRotation):
             exchange.watched = (self.passive, server)
         exchange.server_url = server.url
         head = forward_head(exchange, server.host_header, self.pass_host_header)
-        exchange.forward(server.pool, head)
+        pool = server.pool
+        assert pool is not None  # a snapshot that serves has pools
+        exchange.forward(pool, head)

@@ -160,6 +160,7 @@ def _without_body(head: bytes, exchange: Exchange) -> bytes:
 async def _fire(server: Server, data: bytes) -> None:
     """Send one copy; read the answer's head and drop it."""
     pool = server.pool
+    assert pool is not None  # a snapshot that serves has pools
     writer = None
     try:
         async with asyncio.timeout(MIRROR_TIMEOUT):

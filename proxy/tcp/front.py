@@ -124,7 +124,7 @@ class TcpFront(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         self.peer = (peer[0].split("%", 1)[0], peer[1]) if peer else None
         self.client_ip = self.peer[0] if self.peer else ""
-        entrypoint.connections.add(self)  # type: ignore[arg-type]
+        entrypoint.connections.add(self)
         self.active = self.clock.now
         entry = self.entry
         if entry.early:
@@ -188,7 +188,7 @@ class TcpFront(asyncio.Protocol):
         assert transport is not None
         self.state = CLOSED
         self.transport = None  # HttpConnection's from now on
-        self.entrypoint.connections.discard(self)  # type: ignore[arg-type]
+        self.entrypoint.connections.discard(self)
         conn = HttpConnection(self.entrypoint)
         transport.set_protocol(conn)
         conn.accept(transport, self.peer)
@@ -402,7 +402,7 @@ class TcpFront(asyncio.Protocol):
             self.admitted = []
             for middleware in admitted:
                 middleware.release(self.client_ip)
-        self.entrypoint.connections.discard(self)  # type: ignore[arg-type]
+        self.entrypoint.connections.discard(self)
 
     def _stop_dialing(self) -> None:
         dialing = self.dialing

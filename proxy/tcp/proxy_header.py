@@ -114,7 +114,7 @@ class ProxyHeaderReader(asyncio.Protocol):
             self.peer = (ip, peer[1])
             trusted = entrypoint.proxy_protocol
             self.trusted = trusted is not None and ip in trusted
-        entrypoint.connections.add(self)  # type: ignore[arg-type]  # swept and shut down alike
+        entrypoint.connections.add(self)  # swept and shut down alike
         timeout = entrypoint.read_timeout
         self.deadline = entrypoint.clock.time() + timeout if timeout > 0 else 0.0
 
@@ -147,11 +147,11 @@ class ProxyHeaderReader(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
-        self.entrypoint.connections.discard(self)  # type: ignore[arg-type]
+        self.entrypoint.connections.discard(self)
 
     def _hand_over(self, peer: Peer | None, rest: bytes) -> None:
         transport = self.transport
-        self.entrypoint.connections.discard(self)  # type: ignore[arg-type]
+        self.entrypoint.connections.discard(self)
         self.transport = None
         if transport is None:
             return
@@ -162,7 +162,7 @@ class ProxyHeaderReader(asyncio.Protocol):
             protocol.data_received(rest)
 
     def _end(self) -> None:
-        self.entrypoint.connections.discard(self)  # type: ignore[arg-type]
+        self.entrypoint.connections.discard(self)
         if self.transport is not None:
             self.transport.close()
 

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
-from typing import Any
 
-from proxy.services.loadbalancer import LoadBalancer
+from proxy.services.loadbalancer import SmoothRotation
 
 __all__ = [
-    "SmoothRotation",
     "TcpBalancer",
     "TcpServer",
     "TcpTransport",
@@ -50,32 +48,18 @@ class TcpServer:
         self.weight = 1
 
 
-class SmoothRotation:
-    """Smooth weighted round-robin over ``servers`` (anything with an int ``weight``)."""
+class TcpBalancer:
+    """Plain round-robin over the servers (the HTTP balancer's SmoothRotation:
+    one algorithm, one place; held, not inherited, as that class is compiled)."""
 
-    __slots__ = ("_current", "_next", "_total", "_uniform", "servers")
-
-    def __init__(self, members: list[Any]) -> None:
-        # Weight 0 takes a member out of rotation, as in Traefik.
-        self.servers = [member for member in members if member.weight > 0]
-        self._current = [0] * len(self.servers)
-        self._total = sum(member.weight for member in self.servers)
-        self._uniform = len({member.weight for member in self.servers}) <= 1
-        self._next = 0
-
-    # The HTTP load balancer's smooth WRR, on the same fields: one algorithm, one place.
-    pick = LoadBalancer.pick
-
-
-class TcpBalancer(SmoothRotation):
-    __slots__ = ("name",)
+    __slots__ = ("name", "rotation")
 
     def __init__(self, name: str, servers: list[TcpServer]) -> None:
-        super().__init__(servers)
         self.name = name
+        self.rotation = SmoothRotation(servers)
 
     def pick_server(self) -> TcpServer | None:
-        return self.pick()  # type: ignore[no-any-return]
+        return self.rotation.pick()  # type: ignore[no-any-return]
 
 
 class _Member:
@@ -86,15 +70,15 @@ class _Member:
         self.weight = weight
 
 
-class TcpWeighted(SmoothRotation):
-    __slots__ = ("name",)
+class TcpWeighted:
+    __slots__ = ("name", "rotation")
 
     def __init__(self, name: str, members: list[tuple[TcpBalancer | TcpWeighted, int]]) -> None:
-        super().__init__([_Member(service, weight) for service, weight in members])
         self.name = name
+        self.rotation = SmoothRotation([_Member(service, weight) for service, weight in members])
 
     def pick_server(self) -> TcpServer | None:
-        member = self.pick()
+        member = self.rotation.pick()
         return None if member is None else member.service.pick_server()
 
 

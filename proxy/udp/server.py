@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from proxy.config.static import EntryPoint as EntryPointConfig
@@ -203,7 +202,7 @@ class UdpEntryPoint:
         self.server: DatagramServer | None = None
 
     @property
-    def connections(self) -> Iterable[Session]:
+    def connections(self) -> list[Session]:
         """The open sessions: counted, swept and closed like connections."""
         return list(self.listener.sessions.values())
 

@@ -34,15 +34,16 @@ class UdpServer:
             break
 
 
-class UdpLoadBalancer(SmoothRotation):
-    __slots__ = ("name",)
+class UdpLoadBalancer:
+    # The rotation is held, not inherited: SmoothRotation is compiled (proxy/native.py).
+    __slots__ = ("name", "rotation")
 
     def __init__(self, name: str, servers: list[UdpServer]) -> None:
-        super().__init__(servers)
         self.name = name
+        self.rotation = SmoothRotation(servers)
 
     def next_server(self) -> UdpServer | None:
-        return self.pick()  # type: ignore[no-any-return]
+        return self.rotation.pick()  # type: ignore[no-any-return]
 
 
 class WeightedMember:
@@ -53,15 +54,15 @@ class WeightedMember:
         self.weight = weight
 
 
-class UdpWeighted(SmoothRotation):
-    __slots__ = ("name",)
+class UdpWeighted:
+    __slots__ = ("name", "rotation")
 
     def __init__(self, name: str, members: list[WeightedMember]) -> None:
-        super().__init__(members)
         self.name = name
+        self.rotation = SmoothRotation(members)
 
     def next_server(self) -> UdpServer | None:
-        member = self.pick()
+        member = self.rotation.pick()
         return None if member is None else member.service.next_server()
 
 
