@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 from urllib.parse import quote, unquote_to_bytes
 
 from proxy.http.errors import (
@@ -20,7 +20,17 @@ from proxy.http.errors import (
     HttpError,
     error_response,
 )
-from proxy.http.headers import CRLF, LAST_CHUNK, STATUS_LINES, chunk_size_line, has_ctl, is_token
+from proxy.http.headers import (
+    CRLF,
+    HASH,
+    LAST_CHUNK,
+    PERCENT,
+    SPACE,
+    STATUS_LINES,
+    chunk_size_line,
+    has_ctl,
+    is_token,
+)
 from proxy.http.resolver import ResolveError
 from proxy.middlewares.base import ResponseHead
 from proxy.middlewares.chain import run_request, upstream_error
@@ -36,31 +46,31 @@ if TYPE_CHECKING:
     from proxy.services.healthcheck import PassiveHealthCheck
     from proxy.services.loadbalancer import Server
 
-_clock = time.perf_counter
+_clock: Final = time.perf_counter
 
 # Characters a rewritten path keeps unescaped (RFC 3986 pchar and "/").
-_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+_PATH_SAFE: Final = "/:@!$&'()*+,;=-._~"
 
 # How the response body is framed towards the client.
-FRAME_NONE = 0  # no body (HEAD, 204, 304)
-FRAME_LENGTH = 1  # Content-Length passed on
-FRAME_CHUNKED = 2  # re-chunked (backend chunked, or close-delimited, to an HTTP/1.1 client)
-FRAME_CLOSE = 3  # delimited by closing (HTTP/1.0 client without a known length)
+FRAME_NONE: Final = 0  # no body (HEAD, 204, 304)
+FRAME_LENGTH: Final = 1  # Content-Length passed on
+FRAME_CHUNKED: Final = 2  # re-chunked (backend chunked, or close-delimited, to an HTTP/1.1 client)
+FRAME_CLOSE: Final = 3  # delimited by closing (HTTP/1.0 client without a known length)
 
 # Methods whose request may be replayed on a fresh connection (RFC 9110 9.2.2).
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 # A head held for more body bytes (ResponseHead.sniff_size) goes out at the
 # latest this long after the first bytes: Go's reverse proxy flushes every 100 ms.
-HOLD_FLUSH = 0.1
+HOLD_FLUSH: Final = 0.1
 
 # Request bodies that arrive before the upstream connection is ready are held
 # up to this size; past it the client is paused until the dial completes.
-PENDING_BODY_LIMIT = 64 * 1024
+PENDING_BODY_LIMIT: Final = 64 * 1024
 # Hosts an entry point remembers (EntryPoint.hosts), so that a new connection
 # does not check and split its Host again; cleared when full, so random Hosts
 # cannot make it grow.
-HOSTS_CACHED = 1024
+HOSTS_CACHED: Final = 1024
 
 
 class Exchange:
@@ -209,7 +219,7 @@ class Exchange:
         """Rewrite the request path; the query string is kept."""
         if raw_path is None:
             raw_path = quote(path, safe=_PATH_SAFE).encode("ascii")
-        if has_ctl(raw_path) or b" " in raw_path or b"#" in raw_path:
+        if has_ctl(raw_path) or SPACE in raw_path or HASH in raw_path:
             raise ValueError(f"invalid path {raw_path[:64]!r}")
         _, sep, query = self.target.partition(b"?")
         if self.original_target is None:
@@ -251,9 +261,9 @@ class Exchange:
             if self.host_header is not None and not _VALID_HOST(self.host_header):
                 raise BadRequestTarget(f"invalid Host {self.host_header[:64]!r}")
             path, query = self._absolute_form(target)
-        if b"#" in target:
+        if HASH in target:
             raise BadRequestTarget("fragment in request target")
-        if b"%" in path:
+        if PERCENT in path:
             path = unquote_to_bytes(path)
         self.path = path.decode("utf-8", "surrogateescape")
         self.raw_query = query.decode("utf-8", "surrogateescape")
@@ -740,7 +750,7 @@ class Exchange:
 
 
 # The end of a response head, by (chunked framing?, Connection: 0 none, 1 keep-alive, 2 close).
-_HEAD_ENDINGS = {
+_HEAD_ENDINGS: Final = {
     (chunked, connection): (b"Transfer-Encoding: chunked\r\n" if chunked else b"")
     + (b"", b"Connection: keep-alive\r\n", b"Connection: close\r\n")[connection]
     + b"\r\n"
@@ -752,7 +762,7 @@ _HEAD_ENDINGS = {
 # RFC 3986 authority without userinfo: reg-name, IPv4 or [IPv6], optional port.
 # Commas, spaces, '@' and '/' are refused: two hosts or a path in Host are how
 # requests get routed on one host and served on another.
-_VALID_HOST = re.compile(
+_VALID_HOST: Final = re.compile(
     rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+;=%-]+)(?::[0-9]{0,5})?"
 ).fullmatch
 
@@ -822,8 +832,8 @@ def forward_head(ex: Exchange, server_host: bytes, pass_host_header: bool) -> by
     return b"".join(parts)
 
 
-_HOST_ONLY = frozenset({b"host"})
-_SET_BY_PROXY = frozenset({b"host", b"x-forwarded-for", b"x-forwarded-server"})
+_HOST_ONLY: Final = frozenset({b"host"})
+_SET_BY_PROXY: Final = frozenset({b"host", b"x-forwarded-for", b"x-forwarded-server"})
 
 
 def _forwarded_port(ex: Exchange) -> bytes:

@@ -55,17 +55,18 @@ from proxy.middlewares.chain import run_request, service_failed
 if TYPE_CHECKING:
     from proxy.http.upstream import UpstreamConnection
     from proxy.runtime.entrypoint import Clock, EntryPoint
+    from proxy.runtime.snapshot import RouteTarget
 
 log = logging.getLogger("turnout.http")
 
 # Deadline kinds
-D_NONE = 0
-D_IDLE = 1  # between requests: close quietly
-D_READ = 2  # reading a request: 408
-D_RESPONSE = 3  # waiting for the backend's response head: 504
+D_NONE: Final = 0
+D_IDLE: Final = 1  # between requests: close quietly
+D_READ: Final = 2  # reading a request: 408
+D_RESPONSE: Final = 3  # waiting for the backend's response head: 504
 
 
-_SPECIAL = HOP_BY_HOP | FORWARDED | {b"host", b"content-length", b"expect"}
+_SPECIAL: Final = HOP_BY_HOP | FORWARDED | {b"host", b"content-length", b"expect"}
 
 
 class HttpConnection(asyncio.Protocol):
@@ -666,7 +667,9 @@ class HttpConnection(asyncio.Protocol):
     # -- exchanges ------------------------------------------------------------
 
     def _dispatch(self, ex: Exchange) -> None:
-        route = ex.snapshot.route(self.entrypoint.name, ex)
+        # Snapshot.route, inlined: it is interpreted, and this runs for every request.
+        table = ex.snapshot.tables.get(self.entrypoint.name)
+        route: RouteTarget | None = None if table is None else table.match(ex)
         if route is None:
             self.exchange_failed(ex, _NOT_FOUND)
             return
@@ -872,6 +875,6 @@ def _fully_read(ex: Exchange) -> bool:
     return ex.head_done and ex.upgrade is None and not ex.chunked and not ex.content_length
 
 
-_NOT_FOUND = HttpError("no router matched", status=404)
+_NOT_FOUND: Final = HttpError("no router matched", status=404)
 _NOT_FOUND.close = False
-_INTERNAL_ERROR = HttpError("unexpected error", status=500)
+_INTERNAL_ERROR: Final = HttpError("unexpected error", status=500)

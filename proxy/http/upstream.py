@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as ssl_module
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import httptools
 
@@ -39,11 +39,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("turnout.upstream")
 
 
-_NO_BODY_STATUS = frozenset({204, 304})
-_FRAMING_AND_HOP = HOP_BY_HOP | {b"content-length"}
+_NO_BODY_STATUS: Final = frozenset({204, 304})
+_FRAMING_AND_HOP: Final = HOP_BY_HOP | {b"content-length"}
 # Response headers seen in nearly every response, in their usual spelling: one
 # set lookup keeps them, without lower-casing the name first.
-_COMMON_END_TO_END = frozenset(
+_COMMON_END_TO_END: Final = frozenset(
     {
         b"Server",
         b"Date",
@@ -61,7 +61,7 @@ _COMMON_END_TO_END = frozenset(
         b"X-Content-Type-Options",
     }
 )
-_CONNECTION_OPTIONS = frozenset({b"", b"close", b"keep-alive", b"upgrade"})
+_CONNECTION_OPTIONS: Final = frozenset({b"", b"close", b"keep-alive", b"upgrade"})
 
 
 class ServerPool:

@@ -44,7 +44,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
@@ -64,21 +64,21 @@ FINE_GRID = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 
 # Cell layout: [REQUEST_BYTES, RESPONSE_BYTES, bucket counts..., bucket sums (seconds)...].
 # The request count is the sum of the bucket counts and the duration the sum
 # of the sums: two fewer additions per request.
-REQUEST_BYTES = 0
-RESPONSE_BYTES = 1
-BUCKETS = 2
+REQUEST_BYTES: Final = 0
+RESPONSE_BYTES: Final = 1
+BUCKETS: Final = 2
 
 # Which cell family a request lands in: did it reach the service, was it a WebSocket.
-SERVED = 1
-WEBSOCKET = 2
-PROTOCOLS = ("http", "http", "websocket", "websocket")
+SERVED: Final = 1
+WEBSOCKET: Final = 2
+PROTOCOLS: Final = ("http", "http", "websocket", "websocket")
 
 # Traefik labels methods as sent; an unknown method would let any client add
 # series without bound, so those share one label.
-KNOWN_METHODS = frozenset(
+KNOWN_METHODS: Final = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 )
-OTHER_METHOD = "EXTENSION_METHOD"
+OTHER_METHOD: Final = "EXTENSION_METHOD"
 
 Cell = list[float]
 # entry point -> method -> status -> cell
@@ -374,7 +374,7 @@ class Registry:
 
 
 # One registry per process (each worker of --workers N has its own).
-REGISTRY = Registry()
+REGISTRY: Final = Registry()
 
 
 def recorder(entrypoint: str, registry: Registry = REGISTRY) -> Callable[[Exchange], None]:

@@ -39,7 +39,7 @@ import functools
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from proxy.rules.parser import And, Matcher, MatcherDef, Node, Or, Parser, RuleError
 from proxy.rules.regex import RegexpError, compile_go
@@ -63,16 +63,16 @@ __all__ = [
 Predicate = Callable[[RequestView], bool]
 
 # Traefik: `maxUserPriority = math.MaxInt - 1000`, reserved for @internal routers.
-MAX_USER_PRIORITY = (1 << 63) - 1 - 1000
+MAX_USER_PRIORITY: Final = (1 << 63) - 1 - 1000
 
 # Past this many list slots (fallback routes x indexed hosts), fallback routes are
 # scanned as their own list instead of being copied into every host's list.
-_MERGE_BUDGET = 1 << 20
+_MERGE_BUDGET: Final = 1 << 20
 
 
 # --- query string, as Go's url.ParseQuery ------------------------------------
 
-_HEX_BYTES = frozenset(b"0123456789abcdefABCDEF")
+_HEX_BYTES: Final = frozenset(b"0123456789abcdefABCDEF")
 
 
 def _query_unescape(text: str) -> str | None:
@@ -125,7 +125,7 @@ class _QueryCache:
         return values
 
 
-_QUERIES = _QueryCache()
+_QUERIES: Final = _QueryCache()
 
 
 # --- leaf builders (Traefik v3 pkg/muxer/http/matcher.go) ---------------------
@@ -303,7 +303,7 @@ def _parse_peer(address: str) -> tuple[int, int] | None:
         return None
 
 
-_PEERS = _IPCache()
+_PEERS: Final = _IPCache()
 
 
 def _build_client_ip(args: tuple[str, ...]) -> Predicate:
@@ -359,7 +359,7 @@ def parse_rule(text: str) -> Node:
 # --- compiling a tree --------------------------------------------------------
 
 # Cheap leaves first inside And/Or: predicates are pure, so order changes only the cost.
-_COST = {
+_COST: Final = {
     "Host": 1,
     "Method": 1,
     "Path": 1,
@@ -544,7 +544,7 @@ class CompiledRoute(NamedTuple):
 
 # (rank, predicate with index-implied parts removed, route)
 _Entry = tuple[int, Predicate, Route]
-_EMPTY: tuple[_Entry, ...] = ()
+_EMPTY: Final[tuple[_Entry, ...]] = ()
 
 
 def _merged(groups: Iterable[Iterable[_Entry]]) -> tuple[_Entry, ...]:
@@ -680,7 +680,7 @@ class RouterTable:
                     return route
         return best
 
-    def match(self, req: RequestView) -> object | None:
+    def match(self, req: RequestView) -> Any:
         """Payload of the winning route, None if no route matches."""
         route = self.match_route(req)
         return None if route is None else route.payload

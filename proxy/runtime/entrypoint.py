@@ -6,7 +6,7 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from proxy.config.static import EntryPoint as EntryPointConfig
 from proxy.config.static import parse_address
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 # Client IPs an entry point remembers (EntryPoint.clients); cleared when full, so
 # that connections from ever new addresses cannot make it grow.
-CLIENTS_CACHED = 10_000
+CLIENTS_CACHED: Final = 10_000
 
 
 class Connection(Protocol):

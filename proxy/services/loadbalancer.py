@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from proxy.http.errors import ServiceUnavailable
 from proxy.http.exchange import forward_head
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("turnout.health")
 
-UP = "UP"
-DOWN = "DOWN"
+UP: Final = "UP"
+DOWN: Final = "DOWN"
 
 
 class Server:
@@ -60,7 +60,7 @@ class HealthEpoch:
         self.value = 0
 
 
-HEALTH_EPOCH = HealthEpoch()
+HEALTH_EPOCH: Final = HealthEpoch()
 
 
 class SmoothRotation:
