@@ -35,6 +35,7 @@ COMPILED = (
     "proxy.middlewares.chain",
     "proxy.runtime.entrypoint",
     "proxy.observability.metrics",
+    "proxy.observability.accessrecord",
 )
 ROOT = Path(__file__).resolve().parent.parent  # the directory that holds `proxy`
 STAMP = Path(__file__).resolve().parent / ".native-sources"

@@ -2,7 +2,7 @@
 
 The request path turns a finished exchange (or a closed TCP connection) into
 a *record*: a flat tuple of the values a line needs, built in about a
-microsecond (``http_record``, ``tcp_record``). Formatting a record into a line
+microsecond (``accessrecord.http_record``, ``tcp_record``). Formatting a record into a line
 costs a few microseconds more (PERFORMANCE.md), so by default it happens in
 the access log's writer process (``proxy.observability.logwriter``), off the
 proxy's event loop; ``LineFormatter`` is the same code in both places.
@@ -44,7 +44,6 @@ from msgspec import UNSET, UnsetType
 
 if TYPE_CHECKING:
     from proxy.config.static import AccessLog as AccessLogConfig
-    from proxy.http.exchange import Exchange
 
 # Traefik's core fields (pkg/middlewares/accesslog/logdata.go), in its order.
 CORE_FIELDS = (
@@ -79,7 +78,7 @@ CORE_FIELDS = (
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 # Record kinds (item 0). A control record asks the writer to reopen its file.
-HTTP, TCP, REOPEN = 0, 1, 2
+TCP, REOPEN = 1, 2  # HTTP = 0 is in proxy/observability/accessrecord.py, with http_record
 
 # A TCP record: (TCP, started, duration, peer_host, peer_port, router,
 # service_addr-or-None, service_name).
@@ -116,50 +115,6 @@ class HttpRecord(NamedTuple):
 
 
 AnyRecord = tuple[Any, ...]
-
-
-def http_record(ex: Exchange, ended: float, offset: float, with_headers: bool) -> AnyRecord:
-    """The record of a finished exchange: attribute reads only, no formatting."""
-    route = ex.route
-    router = service = ""
-    if route is not None:
-        router = route.router
-        stats = route.stats
-        if stats is not None:
-            service = stats.service
-        elif route.service is not None:
-            service = route.service.name
-    conn = ex.conn
-    started = ex.started
-    original = ex.original_target
-    return (
-        HTTP,
-        started + offset,
-        ended - started,
-        conn.remote_address,
-        conn.client_ip,
-        _forwarded_for(ex) if ex.xforwarded else None,
-        ex.user,
-        ex.status,
-        ex.response_bytes,
-        ex.server_url,
-        router,
-        service,
-        ex.host_header,
-        ex.method,
-        ex.target if original is None else original,
-        ex.version,
-        ex.retry_attempts,
-        ex.request_body_bytes,
-        ex.fields if with_headers else None,
-    )
-
-
-def _forwarded_for(ex: Exchange) -> str | None:
-    for name, _, value in ex.fields:
-        if name == b"x-forwarded-for":
-            return value.decode("latin-1")
-    return None
 
 
 def tcp_record(front: Any, started: float, ended: float, offset: float) -> AnyRecord:

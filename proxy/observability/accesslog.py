@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 Once a response is written to the client, the request path builds the
-exchange's *record* (``accesslines.http_record``: a flat tuple, about a
+exchange's *record* (``accessrecord.http_record``: a flat tuple, about a
 microsecond) and appends it to a list; no formatting, no write. The loop sends
 what accumulated every ``FLUSH_INTERVAL`` (0.1 s), or as soon as
 ``bufferingSize`` records wait (Traefik's option: lines kept in memory before
@@ -33,12 +33,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from proxy.observability.accesslines import (
-    AnyRecord,
-    LineFormatter,
-    http_record,
-    tcp_record,
-)
+from proxy.observability.accesslines import AnyRecord, LineFormatter, tcp_record
+from proxy.observability.accessrecord import HttpRecorder
 from proxy.observability.logwriter import Writer, open_log, write_all
 
 if TYPE_CHECKING:
@@ -137,19 +133,13 @@ class AccessLog:
     # -- the request path ---------------------------------------------------------
 
     def recorder(self, entrypoint: str) -> Callable[[Exchange], None]:
-        pending = self.pending
-        clock = self._clock
-        limit = self.limit
-        with_headers = self.with_headers
+        # Compiled (proxy/observability/accessrecord.py): it runs for every request.
+        return HttpRecorder(self)
 
-        def record(ex: Exchange) -> None:
-            # A tuple of what the line needs, built now: holding the exchange until
-            # a flush would keep it (and its lists) alive past a garbage collection.
-            pending.append(http_record(ex, clock(), self.offset, with_headers))
-            if len(pending) >= limit and self._soon is None and self._loop is not None:
-                self._soon = self._loop.call_soon(self._flush_soon)
-
-        return record
+    def batch_full(self) -> None:
+        """A batch of records is ready: flush it on the loop's next turn."""
+        if self._soon is None and self._loop is not None:
+            self._soon = self._loop.call_soon(self._flush_soon)
 
     def tcp_recorder(self, entrypoint: str) -> Callable[[Any, float], None]:
         """The line of a routed TCP connection when it closes (``TcpFront._finish``)."""

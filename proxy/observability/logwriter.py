@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 A line costs the proxy's event loop a few microseconds to format, and under
 load that is a sizeable share of a request (PERFORMANCE.md). So the proxy
-only builds a compact record per request (``accesslines.http_record``) and
+only builds a compact record per request (``accessrecord.http_record``) and
 sends batches of them, as MessagePack, through a pipe to this process, which
 formats them with the same ``LineFormatter`` and writes whole lines to the file
 (``O_APPEND``, one ``write`` per batch, so no line is ever torn). The work then

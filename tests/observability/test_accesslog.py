@@ -239,7 +239,8 @@ def test_bad_settings_are_refused_with_their_keys(tmp_path):
 async def test_the_fast_json_formatter_writes_the_same_bytes_as_the_generic_one():
     from benchmarks.hotpath import RESPONSE, setup
     from proxy.config.static import AccessLog as AccessLogConfig
-    from proxy.observability.accesslines import HttpRecord, LineFormatter, http_record
+    from proxy.observability.accesslines import HttpRecord, LineFormatter
+    from proxy.observability.accessrecord import http_record
 
     client, upstream, _, _ = setup()
     formatter = LineFormatter(AccessLogConfig(format="json"))
@@ -276,7 +277,8 @@ async def test_the_fast_json_formatter_writes_the_same_bytes_as_the_generic_one(
 
 def test_one_batch_holds_http_and_tcp_lines_and_survives_a_bad_record():
     from proxy.config.static import AccessLog as AccessLogConfig
-    from proxy.observability.accesslines import HTTP, TCP, LineFormatter
+    from proxy.observability.accesslines import TCP, LineFormatter
+    from proxy.observability.accessrecord import HTTP
 
     http = (HTTP, 1_700_000_000.5, 0.002, "10.0.0.1:5000", "10.0.0.1", None, "", 200, 12)
     http += ("http://10.0.0.9:80", "r@file", "s@file", b"a.test", "GET", b"/x", "1.1", 0, 0, None)
