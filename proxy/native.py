@@ -23,8 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-# What every proxied request runs through: the HTTP engine and routing. (More
-# modules compile, but run differently: PERFORMANCE.md, "Compiled with mypyc".)
+# What every proxied request runs through: the HTTP engine, routing, the
+# balancer, the middleware chain's driver, accepting, counting and the access
+# log's record (PERFORMANCE.md, "Compiled with mypyc").
 COMPILED = (
     "proxy.http.server",
     "proxy.http.exchange",

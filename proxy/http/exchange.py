@@ -703,15 +703,19 @@ class Exchange:
         out.append(_HEAD_ENDINGS[chunked, connection])
         hold.send(self, self._end_response)
 
-    def _hold_overflow(self, hold: ResponseSpool) -> None:
-        """The held body passed maxResponseBodyBytes: the middleware answers (a 500)."""
-        self.held_head = None
+    def drop_upstream(self) -> None:
+        """Let go of the backend connection and close it: what is left of its
+        response is not wanted (or cannot be trusted)."""
         upstream = self.upstream
         if upstream is not None:
-            # The rest of that body is not wanted: its connection goes.
             self.upstream = None
             upstream.exchange = None
             upstream.close()
+
+    def _hold_overflow(self, hold: ResponseSpool) -> None:
+        """The held body passed maxResponseBodyBytes: the middleware answers (a 500)."""
+        self.held_head = None
+        self.drop_upstream()  # the rest of that body is not wanted
         self.response_state = 0  # nothing was sent: the answer goes out whole
         self.framing = FRAME_NONE
         hold.overflow(self)

@@ -219,12 +219,8 @@ class HttpConnection(asyncio.Protocol):
         for exchange in (self.active, self.receiving):
             if exchange is not None and exchange.route is not None and exchange.route.chain:
                 finish_chain(exchange, exchange.status if exchange.response_state == 2 else 0)
-            if exchange is not None and exchange.upstream is not None:
-                upstream = exchange.upstream
-                exchange.upstream = None
-                upstream.exchange = None
-                upstream.close()
             if exchange is not None:
+                exchange.drop_upstream()
                 exchange.response_state = 2
         self.active = None
         self.receiving = None
@@ -456,11 +452,7 @@ class HttpConnection(asyncio.Protocol):
         elif kind == D_RESPONSE:
             active = self.active
             if active is not None and active.response_state == 0:
-                upstream = active.upstream
-                if upstream is not None:
-                    active.upstream = None
-                    upstream.exchange = None
-                    upstream.close()
+                active.drop_upstream()
                 active.upstream_failed(GatewayTimeout("backend did not answer in time"), None)
 
     def await_response(self, exchange: Exchange) -> None:
@@ -739,13 +731,18 @@ class HttpConnection(asyncio.Protocol):
         else:
             self._set_deadline(D_READ, self.entrypoint.read_timeout)
 
-    def _request_error(self, error: HttpError) -> None:
-        """A request could not be parsed: answer in turn, then close; read nothing more."""
+    def _stop_reading(self) -> None:
+        """After a bad request or a failure: drop what this read would have sent
+        upstream, and read (and parse) nothing more."""
         self.batch = []
         self.batch_size = 0
         self.batch_target = None
         self.discarding = True
         self.pause_reading_for(self.PAUSE_PIPELINE)
+
+    def _request_error(self, error: HttpError) -> None:
+        """A request could not be parsed: answer in turn, then close; read nothing more."""
+        self._stop_reading()
         receiving = self.receiving
         self.receiving = None
         if self.active is None or self.active is receiving:
@@ -753,11 +750,8 @@ class HttpConnection(asyncio.Protocol):
             if active is not None and active.response_state != 0:
                 self.abort()
                 return
-            if active is not None and active.upstream is not None:
-                upstream = active.upstream
-                active.upstream = None
-                upstream.exchange = None
-                upstream.close()
+            if active is not None:
+                active.drop_upstream()
             self.active = None
             self._answer_and_close(error)
         else:
@@ -775,11 +769,7 @@ class HttpConnection(asyncio.Protocol):
             self.entrypoint.name,
             exc_info=cause,
         )
-        self.batch = []
-        self.batch_size = 0
-        self.batch_target = None
-        self.discarding = True
-        self.pause_reading_for(self.PAUSE_PIPELINE)
+        self._stop_reading()
         self.queue.clear()  # pipelined requests behind it are not answered
         receiving = self.receiving
         self.receiving = None
@@ -788,11 +778,7 @@ class HttpConnection(asyncio.Protocol):
             self._answer_and_close(_INTERNAL_ERROR)
             return
         self.active = ex
-        upstream = ex.upstream
-        if upstream is not None:
-            ex.upstream = None
-            upstream.exchange = None
-            upstream.close()
+        ex.drop_upstream()
         if ex.response_state != 0:
             self.abort()
             return

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from tests.integration.harness import REPO, ResponseReader, connect, get, request
+from tests.observability.test_prometheus import PROMETHEUS, scrape, value
 
 BOOM = "boom in an internal service"
 LAUNCHER = f"""
@@ -106,3 +107,30 @@ def test_the_middlewares_of_the_failed_request_finish(turnout, tmp_path) -> None
     assert get(proxy.port, "/chained").status == 500
     for _ in range(3):
         assert get(proxy.port, "/after").status == 200
+
+
+def test_the_failed_request_is_counted(turnout, tmp_path) -> None:
+    """Its 500 reaches the metrics, like any answered request's."""
+    launcher = tmp_path / "launcher.py"
+    launcher.write_text(LAUNCHER)
+    proxy = turnout(
+        DYNAMIC,
+        launcher=launcher,
+        expected_traceback=f"RuntimeError: {BOOM}",
+        entrypoints=("web", "metrics"),
+        static_extra=PROMETHEUS,
+    )
+    for _ in range(3):
+        assert get(proxy.port, "/boom").status == 500
+    samples = scrape(proxy.ports["metrics"])
+    failed = {"code": "500", "method": "GET", "protocol": "http"}
+    assert (
+        value(
+            samples,
+            "turnout_router_requests_total",
+            **failed,
+            router="boom@file",
+            service="boom@internal",
+        )
+        == 3
+    )
