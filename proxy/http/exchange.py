@@ -484,7 +484,7 @@ class Exchange:
         self.response_state = 1
         if self.watched is not None:
             self.watched[0].answered(self.watched[1], status)
-        content_length = upstream.content_length
+        has_length = upstream.has_length
         route = self.route
         head = None
         if route is not None and route.chain is not None and route.chain.has_responders:
@@ -504,16 +504,16 @@ class Exchange:
                 # The body changes as it streams: its length is no longer known.
                 head.remove("Content-Length")
                 parts = head.lines
-                content_length = None
+                has_length = False
                 self.body_filter = head.body_filter
         self.status = status
         chunked = False
         if self.is_head or status in (204, 304):
             self.framing = FRAME_NONE
-        elif content_length is not None and not upstream.chunked:
+        elif has_length and not upstream.chunked:
             self.framing = FRAME_LENGTH
         else:
-            self.response_close_delimited = not upstream.chunked and upstream.content_length is None
+            self.response_close_delimited = not upstream.chunked and not upstream.has_length
             if self.version == "1.1":
                 self.framing = FRAME_CHUNKED
                 chunked = True

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 
 import pytest
@@ -21,6 +22,7 @@ from tests.integration.harness import (
     connect,
     dynamic_for,
     get,
+    ok_response,
     read_head,
     recv_all,
     wait_closed,
@@ -389,3 +391,170 @@ def test_after_a_502_the_pool_serves_good_responses_again(backend, turnout):
     assert get(proxy.port).status == 502
     assert [get(proxy.port).body for _ in range(3)] == [b"good"] * 3
     assert server.connections == 2  # the bad one, then one reused three times
+
+
+# -- heads as they arrive ----------------------------------------------------------------
+
+
+def test_a_head_in_many_reads_reaches_the_client_line_for_line(backend, turnout):
+    """Turnout reads a response head's lines from the bytes themselves
+    (upstream.UpstreamConnection._read_head): a head that arrives a few bytes
+    at a time, an interim head included, must come out the same."""
+    interim = b"HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\n"
+    final = (
+        b"HTTP/1.1 200 OK\r\n"
+        b"Server: dripping\r\n"
+        b"content-TYPE: text/plain\r\n"
+        b"X-Spaced:   kept as sent  \r\n"
+        b"Connection: keep-alive, X-Listed\r\n"
+        b"X-Listed: hop-by-hop, dropped\r\n"
+        b"Transfer-Encoding: chunked\r\n"
+        b"Upgrade: h2c\r\n"
+        b"Cache-Control: no-store\r\n"
+        b"X-Empty:\r\n"
+        b"\r\n"
+        b"5\r\ndrips\r\n0\r\n\r\n"
+    )
+
+    async def handler(reader, writer):
+        writer.transport.get_extra_info("socket").setsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
+        )
+        await reader.readuntil(b"\r\n\r\n")
+        answer = interim + final
+        for start in range(0, len(answer), 3):
+            writer.write(answer[start : start + 3])
+            await writer.drain()
+            await asyncio.sleep(0.002)
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await reader.readuntil(b"\r\n\r\n")
+
+    server = backend(raw=handler)
+    proxy = turnout(dynamic_for(server.url))
+    with connect(proxy.port) as sock:
+        sock.sendall(
+            b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi"
+        )
+        raw = b""
+        deadline = time.monotonic() + 5
+        while not raw.endswith(b"0\r\n\r\n") and time.monotonic() < deadline:
+            raw += sock.recv(65536)
+    early, _, rest = raw.partition(b"\r\n\r\n")
+    assert early == b"HTTP/1.1 100 Continue\r\nX-Interim: 1"
+    head, _, body = rest.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"HTTP/1.1 200 OK"
+    # End-to-end lines as the backend wrote them, in its order; then Turnout's framing.
+    assert lines[1:6] == [
+        b"Server: dripping",
+        b"content-TYPE: text/plain",
+        b"X-Spaced:   kept as sent  ",
+        b"Cache-Control: no-store",
+        b"X-Empty:",
+    ]
+    assert b"Transfer-Encoding: chunked" in lines[6:]
+    for dropped in (b"x-listed", b"upgrade", b"connection: keep-alive"):
+        assert dropped not in head.lower(), f"{dropped!r} reached the client: {head!r}"
+    # Re-chunked as the pieces came: the same bytes in other chunks.
+    decoded, rest = b"", body
+    while True:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            break
+        decoded, rest = decoded + rest[:size], rest[size + 2 :]
+    assert (decoded, rest) == (b"drips", b"\r\n")
+
+
+@pytest.mark.parametrize("ends", [False, True], ids=["never-ends", "ends"])
+def test_a_head_larger_than_64_kib_is_502(backend, turnout, ends):
+    """Response heads are bounded (README, "Limits and timeouts"): one that
+    grows past 64 KiB is refused without waiting for its end, and one that
+    ends past it is refused too."""
+    line = b"X-Filler: " + b"f" * 1_000 + b"\r\n"
+
+    async def big_head(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\n" + line * 66)
+        if ends:
+            writer.write(b"Content-Length: 2\r\n\r\nok")
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+            # Nor closes: Turnout has to give up by itself.
+            await reader.read()
+
+    server = backend(raw=big_head)
+    proxy = turnout(dynamic_for(server.url))
+    response = get(proxy.port)
+    assert response.status == 502
+    assert b"X-Filler" not in response.body
+    assert wait_until(lambda: server.open_connections == 0, 5), "backend connection kept"
+
+
+def test_a_head_just_under_64_kib_is_forwarded(backend, turnout):
+    line = b"X-Filler: " + b"f" * 1_000 + b"\r\n"
+    head = b"HTTP/1.1 200 OK\r\n" + line * 64 + b"Content-Length: 2\r\n\r\n"
+    assert len(head) < 64 * 1024
+
+    async def answer(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(head + b"ok")
+        await writer.drain()
+        await reader.read()
+
+    server = backend(raw=answer)
+    proxy = turnout(dynamic_for(server.url))
+    response = get(proxy.port)
+    assert (response.status, response.body) == (200, b"ok")
+    assert len(response.header_all("X-Filler")) == 64
+
+
+def test_a_reused_connection_closed_mid_head_is_502_not_a_retry(backend, turnout):
+    """A request on a pooled connection that the backend closes before any
+    response byte is sent again on a new one; once the backend began to answer,
+    the answer is a 502, as with Go's transport: it may have acted on it."""
+    seen: list[bytes] = []
+
+    async def handler(reader, writer):
+        while True:
+            try:
+                seen.append(await reader.readuntil(b"\r\n\r\n"))
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            if len(seen) == 1:
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+                await writer.drain()
+                continue
+            writer.write(b"HTTP/1.1 200 OK\r\nX-Half")
+            await writer.drain()
+            writer.close()
+            return
+
+    server = backend(raw=handler)
+    proxy = turnout(dynamic_for(server.url))
+    assert get(proxy.port).body == b"first"
+    assert get(proxy.port).status == 502
+    assert len(seen) == 2, f"the request was sent {len(seen) - 1} times: {seen[1:]}"
+
+
+def test_pipelined_responses_each_keep_their_own_head(backend, turnout):
+    """A response that ends inside its connection's read frees the connection
+    only once that read is parsed: a pipelined request dispatched meanwhile must
+    not take it and read its head from where the last one left off."""
+
+    def respond(received):
+        if received.target == "/first":
+            return ok_response(b"HTTP/1.1 200 OK\r\nX-Injected: 1\r\n\r\n")
+        return ok_response(b"second", "X-Second: yes\r\n")
+
+    server = backend(responder=respond)
+    proxy = turnout(dynamic_for(server.url))
+    with connect(proxy.port) as sock:
+        sock.sendall(
+            b"GET /first HTTP/1.1\r\nHost: a\r\n\r\nGET /second HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+        reader = ResponseReader(sock)
+        first, second = reader.read(), reader.read()
+    assert first.body == b"HTTP/1.1 200 OK\r\nX-Injected: 1\r\n\r\n"
+    assert (second.status, second.body, second.header("x-second")) == (200, b"second", "yes")
+    assert second.header("x-injected") is None
