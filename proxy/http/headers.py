@@ -89,4 +89,5 @@ _CTL_SEARCH: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]").search
 # formats (then drops) a TypeError for it: about 1,500 instructions a test.
 HASH: Final = 0x23  # "#"
 SPACE: Final = 0x20  # " "
+TAB: Final = 0x09  # "\t"
 PERCENT: Final = 0x25  # "%"

@@ -48,7 +48,7 @@ from proxy.http.errors import (
 )
 from proxy.http.exchange import Exchange
 from proxy.http.flow import JOIN_LIMIT, WRITE_HIGH, WRITE_LOW
-from proxy.http.headers import FORWARDED, HOP_BY_HOP
+from proxy.http.headers import FORWARDED, HOP_BY_HOP, SPACE, TAB
 from proxy.middlewares.chain import finish as finish_chain
 from proxy.middlewares.chain import run_request, service_failed
 
@@ -511,7 +511,8 @@ class HttpConnection(asyncio.Protocol):
         if lname == b"host":
             if ex.host_header is not None:
                 raise BadRequest("duplicate Host header")
-            value = value.rstrip(b" \t")  # trailing whitespace is not part of a value
+            if value and (value[-1] == SPACE or value[-1] == TAB):
+                value = value.rstrip(b" \t")  # trailing whitespace is not part of a value
             ex.host_header = value
             ex.fields.append((lname, name, value))
         elif lname == b"content-length":
@@ -530,6 +531,12 @@ class HttpConnection(asyncio.Protocol):
                 raise NotImplementedCoding("unsupported Transfer-Encoding")
             ex.chunked = True
         elif lname == b"connection":
+            # The usual values first: a comparison, not a split.
+            if value == b"close":
+                ex.keep_alive = False
+                return
+            if value == b"keep-alive":
+                return
             for token in value.lower().split(b","):
                 token = token.strip()
                 if token == b"close":
@@ -563,7 +570,7 @@ class HttpConnection(asyncio.Protocol):
         parser = self.parser
         ex.method_raw = method = parser.get_method()
         ex.method = method.decode("latin-1")
-        version = parser.get_http_version()
+        version = self._request_version(ex, method)
         if version not in ("1.1", "1.0"):
             if version[:1] in ("2", "3"):
                 raise VersionNotSupported(f"HTTP/{version} on an HTTP/1 entry point")
@@ -599,6 +606,24 @@ class HttpConnection(asyncio.Protocol):
         else:
             self.queue.append(ex)
             self.pause_reading_for(self.PAUSE_PIPELINE)
+
+    def _request_version(self, ex: Exchange, method: bytes) -> str:
+        """The request's HTTP version, read from its request line when the read
+        holds it (httptools' get_http_version formats a string: 2,000 instructions).
+
+        When the message began at the read's start, its line is ``method SP
+        target SP HTTP/1.x CRLF``; where the read held more (empty lines first,
+        runs of spaces), the ten bytes looked at are not a version and a CRLF,
+        and httptools is asked.
+        """
+        if self.message_start == 0:
+            at = len(method) + len(ex.target) + 2
+            tail = self.read_data[at : at + 10]
+            if tail == b"HTTP/1.1\r\n":
+                return "1.1"
+            if tail == b"HTTP/1.0\r\n":
+                return "1.0"
+        return self.parser.get_http_version()
 
     def on_body(self, body: bytes) -> None:
         receiving = self.receiving

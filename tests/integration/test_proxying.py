@@ -344,6 +344,34 @@ def test_http10_client_gets_its_answer_and_the_connection_closes(backend, turnou
     assert received.header("host") == "old.example.com"
 
 
+@pytest.mark.parametrize(
+    "writes",
+    [
+        [b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.0\r\nHost: a\r\n\r\n"],
+        [b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n", b"\r\nGET /b HTTP/1.0\r\nHost: a\r\n\r\n"],
+        [b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTT", b"P/1.0\r\nHost: a\r\n\r\n"],
+    ],
+    ids=["pipelined", "empty-line-first", "line-split"],
+)
+def test_each_request_is_answered_as_its_own_version_says(backend, turnout, writes):
+    """The version is read from the request line where the read holds it
+    (HttpConnection._request_version): a 1.0 request after a 1.1 one on the same
+    connection must still be taken for 1.0, and its connection closed."""
+    server = backend()
+    proxy = turnout(dynamic_for(server.url))
+    with connect(proxy.port) as sock:
+        reader = ResponseReader(sock)
+        for data in writes:
+            sock.sendall(data)
+            time.sleep(0.05)
+        first, second = reader.read(), reader.read()
+        closed, extra = wait_closed(sock, 3)
+    assert (first.status, second.status) == (200, 200)
+    assert (first.header("connection") or "").lower() != "close"
+    assert closed and extra == b"", "the HTTP/1.0 request's connection stayed open"
+    assert [r.target for r in server.requests] == ["/a", "/b"]
+
+
 def test_http10_keep_alive_client_keeps_its_connection(backend, turnout):
     server = backend()
     proxy = turnout(dynamic_for(server.url))
