@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -422,6 +423,8 @@ def test_run_without_c_serves_whoami_on_port_8000():
         assert "Host: localhost:8000" in text
         assert "X-Hello: yes" in text
         assert "IP: 127.0.0.1" in text
+        # The client's own address and port (HttpConnection.remote_address).
+        assert re.search(r"\r\nRemoteAddr: 127\.0\.0\.1:[1-9][0-9]*\r\n", text), text
     finally:
         process.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):

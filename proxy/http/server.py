@@ -85,6 +85,7 @@ class HttpConnection(asyncio.Protocol):
         "chunk_scanner",
         "client_ip",
         "client_ip_bytes",
+        "client_port",
         "clock",
         "closing",
         "deadline",
@@ -109,7 +110,6 @@ class HttpConnection(asyncio.Protocol):
         "queue",
         "read_data",
         "receiving",
-        "remote_address",
         "requests",
         "started",
         "transport",
@@ -128,7 +128,7 @@ class HttpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.client_ip = ""
-        self.remote_address = ""
+        self.client_port = 0
         self.client_ip_bytes = b""
         self.trusted = False
         # X-Forwarded-* lines that depend only on the connection (untrusted clients)
@@ -173,6 +173,12 @@ class HttpConnection(asyncio.Protocol):
         self.message_start = 0  # 0: at the read's start; -1: in an earlier read; -2: unknown
         self.head_carry = b""  # last bytes of the previous read while a head is incomplete
 
+    @property
+    def remote_address(self) -> str:
+        """The client's ``ip:port`` (``[ip]:port`` for IPv6): the access log's ClientAddr."""
+        ip = self.client_ip
+        return f"[{ip}]:{self.client_port}" if ":" in ip else f"{ip}:{self.client_port}"
+
     # -- asyncio.Protocol -------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -195,8 +201,9 @@ class HttpConnection(asyncio.Protocol):
         if "%" in ip:
             ip = ip.split("%", 1)[0]
         self.client_ip = ip
-        port = peer[1] if peer else 0
-        self.remote_address = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+        # The address as text only when asked for (remote_address): most
+        # requests are logged by no one.
+        self.client_port = peer[1] if peer else 0
         self.started = self.clock.time()
         # Built once per client IP, not per connection (EntryPoint.client).
         facts = entrypoint.clients.get(ip) or entrypoint.client(ip)
