@@ -470,8 +470,12 @@ class Exchange:
             return  # a retrying middleware took it over
         self.conn.exchange_failed(self, error)
 
-    def interim_response(self, head: bytes) -> None:
-        if self.expect_continue and self.version == "1.1":
+    def interim_response(self, status: int, head: bytes) -> None:
+        """A 1xx before the answer: 100 Continue to a client that asked for it,
+        any other (103 Early Hints, 102) to every HTTP/1.1 client, as Go's
+        ReverseProxy (and so Traefik v3) passes them on; none to an HTTP/1.0
+        client, which cannot expect one (RFC 9110 15.2)."""
+        if self.version == "1.1" and (status != 100 or self.expect_continue):
             self.conn.write(head)
 
     def response_head(self, upstream: UpstreamConnection, status: int, parts: list[bytes]) -> None:

@@ -401,7 +401,9 @@ class UpstreamConnection(asyncio.Protocol):
             if status == 101:
                 self.head_wanted = False
                 return  # finished in data_received when httptools signals the upgrade
-            exchange.interim_response(STATUS_LINES[status] + b"".join(self.head_parts) + CRLF)
+            exchange.interim_response(
+                status, STATUS_LINES[status] + b"".join(self.head_parts) + CRLF
+            )
             return
         self.head_wanted = False
         self.response_started = True

@@ -246,6 +246,34 @@ def test_interim_responses_end_with_their_head(backend, turnout, interim):
         assert response.body == b""
 
 
+@pytest.mark.parametrize(
+    ("request_line", "forwarded"),
+    [(b"GET / HTTP/1.1", True), (b"GET / HTTP/1.0", False)],
+    ids=["http11", "http10"],
+)
+def test_early_hints_reach_http11_clients_that_did_not_ask(
+    backend, turnout, request_line, forwarded
+):
+    """Go's ReverseProxy passes every 1xx but 101 on (Traefik v3 does): a 103
+    Early Hints reaches a GET that sent no Expect, but never an HTTP/1.0 client."""
+    hints = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n\r\n"
+    handler, _ = _respond_then_serve(hints + b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal")
+    server = backend(raw=handler)
+    proxy = turnout(dynamic_for(server.url))
+    with connect(proxy.port) as sock:
+        sock.sendall(request_line + b"\r\nHost: a\r\n\r\n")
+        reader = ResponseReader(sock)
+        responses = [reader.read(3)]
+        while responses[-1].status < 200:
+            responses.append(reader.read(3))
+    assert (responses[-1].status, responses[-1].body) == (200, b"final")
+    if forwarded:
+        assert [r.status for r in responses] == [103, 200]
+        assert responses[0].header("link") == "</style.css>; rel=preload; as=style"
+    else:
+        assert [r.status for r in responses] == [200]
+
+
 # -- bodies that end with the connection ------------------------------------------------
 
 
