@@ -68,6 +68,8 @@ _CONNECTION_OPTIONS: Final = frozenset({b"", b"close", b"keep-alive", b"upgrade"
 _LOOK_CLOSER: Final = bytes(1 if chr(i) in "ckptuCKPTU" else 0 for i in range(256))
 # Status lines as most backends write them: no need to look for control bytes.
 _PLAIN_STATUS_LINES: Final = frozenset(STATUS_LINES.values())
+# 1xx responses allowed before an answer; one more is a 502 (Go's transport: 5).
+MAX_INTERIM: Final = 5
 # A response head larger than this is refused (502). nginx allows 4-8 KiB
 # (proxy_buffer_size) and HAProxy 16 KiB (tune.bufsize); Go's transport 10 MiB.
 MAX_RESPONSE_HEAD: Final = 64 * 1024
@@ -196,6 +198,7 @@ class UpstreamConnection(asyncio.Protocol):
         "head_rest",
         "head_wanted",
         "idle_since",
+        "interim_count",
         "parser",
         "pool",
         "release_pending",
@@ -233,6 +236,7 @@ class UpstreamConnection(asyncio.Protocol):
         # head is in; the bytes it is read from, and where it starts in them;
         # and the start of a head that an earlier read began.
         self.head_wanted = False
+        self.interim_count = 0  # 1xx responses before this exchange's answer
         self.head_buffer = b""
         self.head_from = 0
         self.head_rest = b""
@@ -335,6 +339,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.close_after = False
         self.head_parts = []
         self.head_wanted = True
+        self.interim_count = 0
         self.head_rest = b""
         exchange.upstream = self
         client = exchange.conn
@@ -401,6 +406,9 @@ class UpstreamConnection(asyncio.Protocol):
             if status == 101:
                 self.head_wanted = False
                 return  # finished in data_received when httptools signals the upgrade
+            self.interim_count += 1
+            if self.interim_count > MAX_INTERIM:
+                raise BadGateway("too many 1xx responses from backend")
             exchange.interim_response(
                 status, STATUS_LINES[status] + b"".join(self.head_parts) + CRLF
             )

@@ -274,6 +274,25 @@ def test_early_hints_reach_http11_clients_that_did_not_ask(
         assert [r.status for r in responses] == [200]
 
 
+@pytest.mark.parametrize(("hints", "status"), [(5, 200), (6, 502)])
+def test_more_than_five_interim_responses_are_a_502(backend, turnout, hints, status):
+    """Go's transport takes five 1xx responses before an answer, not more."""
+    one = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+    handler, _ = _respond_then_serve(
+        one * hints + b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal"
+    )
+    server = backend(raw=handler)
+    proxy = turnout(dynamic_for(server.url))
+    with connect(proxy.port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        reader = ResponseReader(sock)
+        responses = [reader.read(3)]
+        while responses[-1].status < 200:
+            responses.append(reader.read(3))
+    assert responses[-1].status == status
+    assert len(responses) == min(hints, 5) + 1
+
+
 # -- bodies that end with the connection ------------------------------------------------
 
 
