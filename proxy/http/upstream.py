@@ -468,13 +468,16 @@ class UpstreamConnection(asyncio.Protocol):
                 kept.append(line)
             elif line == b"Connection: keep-alive\r\n" or line == b"Connection: close\r\n":
                 self.upgrade_parts.append(line)
+            elif line == b"Transfer-Encoding: chunked\r\n":
+                self.chunked = True  # Turnout writes its own framing
             else:
                 self._header_line(line, kept)
 
     def _header_line(self, line: bytes, kept: list[bytes]) -> None:
         """A header line whose name needs a look: framing, hop-by-hop, or neither."""
-        colon = line.find(b":")
-        name = line[:colon]
+        # partition takes its one argument directly; find builds and parses
+        # a tuple of them (PERFORMANCE.md: about 1,700 instructions a call).
+        name, _, rest = line.partition(b":")
         if name in _COMMON_END_TO_END:
             kept.append(line)
             return
@@ -482,7 +485,7 @@ class UpstreamConnection(asyncio.Protocol):
         if lname not in _FRAMING_AND_HOP:
             kept.append(line)
             return
-        value = line[colon + 1 : -2].strip(b" \t")
+        value = rest[:-2].strip(b" \t")
         if lname == b"content-length":
             self.has_length = True
             kept.append(line)
