@@ -6,6 +6,11 @@ or a bare LF) is answered 502, and the backend connection that sent it is
 closed, never pooled. HEAD, 1xx, 204 and 304 responses end with their head
 whatever framing headers they carry. A body delimited by the backend closing
 ends when it closes; a chunked body cut short reaches the client cut short.
+
+Turnout reads a response head's lines from the bytes once llhttp has accepted
+it (upstream.UpstreamConnection._read_head), so heads that arrive in pieces,
+heads past the 64 KiB limit, pipelined responses and 1xx responses (passed on
+as Go's ReverseProxy does, at most five) are checked here too.
 """
 
 from __future__ import annotations
