@@ -41,26 +41,6 @@ log = logging.getLogger("turnout.upstream")
 
 _NO_BODY_STATUS: Final = frozenset({204, 304})
 _FRAMING_AND_HOP: Final = HOP_BY_HOP | {b"content-length"}
-# Response headers seen in nearly every response, in their usual spelling: one
-# set lookup keeps them, without lower-casing the name first.
-_COMMON_END_TO_END: Final = frozenset(
-    {
-        b"Server",
-        b"Date",
-        b"Content-Type",
-        b"Cache-Control",
-        b"ETag",
-        b"Last-Modified",
-        b"Vary",
-        b"Expires",
-        b"Set-Cookie",
-        b"Content-Encoding",
-        b"Accept-Ranges",
-        b"Location",
-        b"Access-Control-Allow-Origin",
-        b"X-Content-Type-Options",
-    }
-)
 _CONNECTION_OPTIONS: Final = frozenset({b"", b"close", b"keep-alive", b"upgrade"})
 # First bytes of the header names that may need more than forwarding as they
 # are (framing, hop-by-hop): c, k, p, t, u in either case. Other lines go on
@@ -337,8 +317,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.response_started = False
         self.status = 0
         self.close_after = False
-        self.head_parts = []
-        self.head_wanted = True
+        self.head_wanted = True  # head_parts and the rest are set by _read_head
         self.interim_count = 0
         self.head_rest = b""
         exchange.upstream = self
@@ -478,9 +457,6 @@ class UpstreamConnection(asyncio.Protocol):
         # partition takes its one argument directly; find builds and parses
         # a tuple of them (PERFORMANCE.md: about 1,700 instructions a call).
         name, _, rest = line.partition(b":")
-        if name in _COMMON_END_TO_END:
-            kept.append(line)
-            return
         lname = name.lower()
         if lname not in _FRAMING_AND_HOP:
             kept.append(line)

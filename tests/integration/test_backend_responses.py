@@ -155,6 +155,14 @@ def _respond_then_serve(answer: bytes):
     return handler, seen
 
 
+def _up_to_final(reader: ResponseReader) -> list:
+    """The responses to one request: its interim ones (1xx), then its answer."""
+    responses = [reader.read(3)]
+    while responses[-1].status < 200:
+        responses.append(reader.read(3))
+    return responses
+
+
 @pytest.mark.parametrize(
     ("method", "answer"),
     [
@@ -241,10 +249,7 @@ def test_interim_responses_end_with_their_head(backend, turnout, interim):
         sock.sendall(
             b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi"
         )
-        reader = ResponseReader(sock)
-        responses = [reader.read(3)]
-        while responses[-1].status < 200:
-            responses.append(reader.read(3))
+        responses = _up_to_final(ResponseReader(sock))
     final = responses[-1]
     assert (final.status, final.body) == (200, b"final")
     for response in responses[:-1]:
@@ -267,10 +272,7 @@ def test_early_hints_reach_http11_clients_that_did_not_ask(
     proxy = turnout(dynamic_for(server.url))
     with connect(proxy.port) as sock:
         sock.sendall(request_line + b"\r\nHost: a\r\n\r\n")
-        reader = ResponseReader(sock)
-        responses = [reader.read(3)]
-        while responses[-1].status < 200:
-            responses.append(reader.read(3))
+        responses = _up_to_final(ResponseReader(sock))
     assert (responses[-1].status, responses[-1].body) == (200, b"final")
     if forwarded:
         assert [r.status for r in responses] == [103, 200]
@@ -290,10 +292,7 @@ def test_more_than_five_interim_responses_are_a_502(backend, turnout, hints, sta
     proxy = turnout(dynamic_for(server.url))
     with connect(proxy.port) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        reader = ResponseReader(sock)
-        responses = [reader.read(3)]
-        while responses[-1].status < 200:
-            responses.append(reader.read(3))
+        responses = _up_to_final(ResponseReader(sock))
     assert responses[-1].status == status
     assert len(responses) == min(hints, 5) + 1
 
@@ -561,10 +560,9 @@ def test_a_head_just_under_64_kib_is_forwarded(backend, turnout):
     assert len(response.header_all("X-Filler")) == 64
 
 
-def test_a_reused_connection_closed_mid_head_is_502_not_a_retry(backend, turnout):
-    """A request on a pooled connection that the backend closes before any
-    response byte is sent again on a new one; once the backend began to answer,
-    the answer is a 502, as with Go's transport: it may have acted on it."""
+def _first_then_closed_after(second: bytes):
+    """Answer a connection's first request; on its second, send ``second`` and
+    close; any later request (on a new connection) gets 200 'again'."""
     seen: list[bytes] = []
 
     async def handler(reader, writer):
@@ -577,11 +575,36 @@ def test_a_reused_connection_closed_mid_head_is_502_not_a_retry(backend, turnout
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
                 await writer.drain()
                 continue
-            writer.write(b"HTTP/1.1 200 OK\r\nX-Half")
+            if len(seen) > 2:
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nagain")
+                await writer.drain()
+                continue
+            writer.write(second)
             await writer.drain()
             writer.close()
             return
 
+    return handler, seen
+
+
+def test_a_reused_connection_closed_before_any_answer_is_retried(backend, turnout):
+    """A request without a body on a pooled connection that the backend closes
+    before any response byte (its keep-alive timeout racing the request) is sent
+    again on a new connection, as Go's transport does: the client never sees it."""
+    handler, seen = _first_then_closed_after(b"")
+    server = backend(raw=handler)
+    proxy = turnout(dynamic_for(server.url))
+    assert get(proxy.port).body == b"first"
+    response = get(proxy.port)
+    assert (response.status, response.body) == (200, b"again")
+    assert len(seen) == 3
+    assert server.connections == 2
+
+
+def test_a_reused_connection_closed_mid_head_is_502_not_a_retry(backend, turnout):
+    """Once the backend began to answer, a connection it closes is a 502, not a
+    retry, as with Go's transport: it may have acted on the request."""
+    handler, seen = _first_then_closed_after(b"HTTP/1.1 200 OK\r\nX-Half")
     server = backend(raw=handler)
     proxy = turnout(dynamic_for(server.url))
     assert get(proxy.port).body == b"first"
